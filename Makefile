@@ -1,0 +1,28 @@
+# hint_jax developer commands. `make test` installs what it needs on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch 2.13.0 is the local CPU build on these machines; an unpinned torch pulls a CUDA build.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all lint
+
+install: $(STAMP)
+
+$(STAMP): setup.py constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,convert]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS) tests
+
+lint: install
+	$(BIN)/ruff check hint_jax tasks tests benchmarks

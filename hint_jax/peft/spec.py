@@ -1,0 +1,182 @@
+"""Generated task parameters: their pytree classes and the single function giving their shapes.
+
+`TaskParams` is what the hypernetwork returns, what the backbone consumes, what the serving cache
+stores and what export writes. Every array has leading axes [B, N] (batch or task, layer); the
+backbone slices layer `i` with `layer_slice`. A disabled kind is `None` (or a missing LoRA key),
+never a zero array.
+
+Sites:
+  encoder        -- encoder self-attention (LoRA, prefix) and encoder FFN (adapter).
+  decoder_self   -- decoder self-attention (LoRA, prefix) and decoder FFN (adapter).
+  decoder_cross  -- decoder cross-attention (LoRA, prefix); never an adapter (the original code
+                    generated unused adapters for these slots; we do not).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from hint_jax import axes
+
+PROJECTIONS = ("query", "key", "value", "out")
+SITES = ("encoder", "decoder_self", "decoder_cross")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+  rank: int = 8
+  alpha: float = 16.0
+  projections: tuple[str, ...] = ("query", "value")
+
+  def __post_init__(self):
+    unknown = set(self.projections) - set(PROJECTIONS)
+    if unknown or not self.projections:
+      raise ValueError(f"LoraConfig.projections must be a non-empty subset of {PROJECTIONS}, "
+                       f"got {self.projections}")
+    if self.rank < 1:
+      raise ValueError(f"LoraConfig.rank must be >= 1, got {self.rank}")
+
+  @property
+  def scale(self) -> float:
+    return self.alpha / self.rank
+
+
+@dataclasses.dataclass(frozen=True)
+class PeftConfig:
+  """Which modules are generated and their sizes. `None` disables a kind."""
+  adapter_size: Optional[int] = 64
+  prefix_length: Optional[int] = 30
+  lora: Optional[LoraConfig] = None
+
+  def __post_init__(self):
+    for name in ("adapter_size", "prefix_length"):
+      value = getattr(self, name)
+      if value is not None and value < 1:
+        raise ValueError(f"PeftConfig.{name} must be >= 1 or None, got {value}")
+
+  @property
+  def enabled(self) -> bool:
+    return self.adapter_size is not None or self.prefix_length is not None or self.lora is not None
+
+
+@flax.struct.dataclass
+class LowRank:
+  """One projection's delta: `x @ a @ b * scale`. a: [B, N, In, R], b: [B, N, R, Out]."""
+  a: jax.Array
+  b: jax.Array
+
+
+@flax.struct.dataclass
+class Bottleneck:
+  """Parallel adapter: `gelu(u @ down + down_bias) @ up + up_bias`.
+
+  down: [B, N, D, A], down_bias: [B, N, A], up: [B, N, A, D], up_bias: [B, N, D].
+  """
+  down: jax.Array
+  down_bias: jax.Array
+  up: jax.Array
+  up_bias: jax.Array
+
+
+@flax.struct.dataclass
+class PrefixKV:
+  """Post-projection prefix keys and values: [B, N, P, H, K] each."""
+  key: jax.Array
+  value: jax.Array
+
+
+@flax.struct.dataclass
+class SiteParams:
+  lora: Optional[dict] = None  # projection name -> LowRank; None when LoRA is off
+  adapter: Optional[Bottleneck] = None
+  prefix: Optional[PrefixKV] = None
+
+
+@flax.struct.dataclass
+class TaskParams:
+  encoder: SiteParams
+  decoder_self: SiteParams
+  decoder_cross: SiteParams
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneDims:
+  """The backbone sizes that generated shapes depend on (a view of the T5 config)."""
+  d_model: int
+  num_heads: int
+  head_dim: int
+  num_encoder_layers: int
+  num_decoder_layers: int
+
+
+def _site_shapes(peft: PeftConfig, dims: BackboneDims, lead: tuple[int, ...],
+                 with_adapter: bool):
+  d, hk = dims.d_model, dims.num_heads * dims.head_dim
+  lora = None
+  if peft.lora is not None:
+    r = peft.lora.rank
+    io = {"query": (d, hk), "key": (d, hk), "value": (d, hk), "out": (hk, d)}
+    lora = {p: LowRank(a=lead + (io[p][0], r), b=lead + (r, io[p][1]))
+            for p in peft.lora.projections}
+  adapter = None
+  if with_adapter and peft.adapter_size is not None:
+    a = peft.adapter_size
+    adapter = Bottleneck(down=lead + (d, a), down_bias=lead + (a,), up=lead + (a, d),
+                         up_bias=lead + (d,))
+  prefix = None
+  if peft.prefix_length is not None:
+    kv = lead + (peft.prefix_length, dims.num_heads, dims.head_dim)
+    prefix = PrefixKV(key=kv, value=kv)
+  return SiteParams(lora=lora, adapter=adapter, prefix=prefix)
+
+
+def task_param_shapes(peft: PeftConfig, dims: BackboneDims, batch: int) -> TaskParams:
+  """The single source of truth: a TaskParams whose leaves are shape tuples."""
+  enc = (batch, dims.num_encoder_layers)
+  dec = (batch, dims.num_decoder_layers)
+  return TaskParams(encoder=_site_shapes(peft, dims, enc, True),
+                    decoder_self=_site_shapes(peft, dims, dec, True),
+                    decoder_cross=_site_shapes(peft, dims, dec, False))
+
+
+def _is_shape(x) -> bool:
+  return isinstance(x, tuple) and all(isinstance(i, int) for i in x)
+
+
+def task_param_structs(peft: PeftConfig, dims: BackboneDims, batch: int,
+                       dtype=jnp.float32) -> TaskParams:
+  """Like `task_param_shapes`, with `jax.ShapeDtypeStruct` leaves (for eval_shape/jit)."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, dtype),
+                      task_param_shapes(peft, dims, batch), is_leaf=_is_shape)
+
+
+def task_param_axes(peft: PeftConfig, dims: BackboneDims) -> TaskParams:
+  """Logical axis names for every leaf (same structure as `task_param_shapes`)."""
+  b, n = axes.ACT_BATCH, axes.ACT_LAYERS
+  shapes = task_param_shapes(peft, dims, 1)
+
+  def names(shape):
+    rest = len(shape) - 2
+    if rest == 3:  # prefix [P, H, K]
+      return (b, n, axes.ACT_PREFIX, axes.ACT_HEADS, axes.ACT_KV)
+    return (b, n) + (None,) * rest
+
+  return jax.tree.map(names, shapes, is_leaf=_is_shape)
+
+
+def layer_slice(site: SiteParams, layer: int) -> SiteParams:
+  """Site parameters of one layer: drops the N axis ([B, N, ...] -> [B, ...])."""
+  return jax.tree.map(lambda x: x[:, layer], site)
+
+
+def take(task_params: TaskParams, index: jax.Array) -> TaskParams:
+  """Per-example params from a per-task table: [T, N, ...] gathered by index [B] -> [B, N, ...]."""
+  return jax.tree.map(lambda x: jnp.take(x, index, axis=0), task_params)
+
+
+def num_bytes(task_params: TaskParams) -> int:
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(task_params))

@@ -1,0 +1,43 @@
+"""Install hint_jax: `pip install -e .[test,convert]` (see Makefile)."""
+import setuptools
+
+_CORE = [
+    "jax>=0.4.35,<0.13",
+    "flax>=0.10,<0.13",
+    "optax>=0.2.3,<0.3",
+    "orbax-checkpoint>=0.9,<0.13",
+    "seqio>=0.0.19",
+    "tensorflow>=2.16,<2.22",
+    "tensorflow-datasets>=4.9,<5",
+    "gin-config>=0.5,<0.6",
+    "clu>=0.0.10",
+    "tensorboard>=2.16",
+    "sentencepiece>=0.2,<0.3",
+    "rouge-score>=0.1.2,<0.2",
+    "etils[epath]>=1.5",
+    "numpy>=1.26",
+    "tqdm>=4.60",
+    "matplotlib>=3.7",
+    "safetensors>=0.4",
+]
+
+setuptools.setup(
+    name="hint_jax",
+    version="0.1.0",
+    description="HINT (Hypernetwork INstruction Tuning) in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["hint_jax", "hint_jax.*", "tasks", "tasks.*"]),
+    package_data={"hint_jax": ["assets/*"]},
+    python_requires=">=3.10",
+    install_requires=_CORE,
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3", "chex>=0.1.86", "nbclient>=0.9",
+                 "nbformat>=5.9", "ipykernel>=6", "ruff>=0.4"],
+        # torch is never a core requirement: an unpinned torch pulls a multi-GB CUDA build.
+        "convert": ["transformers>=4.40", "torch>=2.2", "peft>=0.10"],
+        "tpu": ["jax[tpu]"],
+        "gpu": ["jax[cuda12]"],
+    },
+    entry_points={"console_scripts": ["hint-jax=hint_jax.run.main:main"]},
+)
