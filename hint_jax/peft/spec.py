@@ -68,6 +68,7 @@ class LowRank:
   """One projection's delta: `x @ a @ b * scale`. a: [B, N, In, R], b: [B, N, R, Out]."""
   a: jax.Array
   b: jax.Array
+  scale: float = flax.struct.field(pytree_node=False, default=1.0)  # alpha / rank
 
 
 @flax.struct.dataclass
@@ -120,7 +121,7 @@ def _site_shapes(peft: PeftConfig, dims: BackboneDims, lead: tuple[int, ...],
   if peft.lora is not None:
     r = peft.lora.rank
     io = {"query": (d, hk), "key": (d, hk), "value": (d, hk), "out": (hk, d)}
-    lora = {p: LowRank(a=lead + (io[p][0], r), b=lead + (r, io[p][1]))
+    lora = {p: LowRank(a=lead + (io[p][0], r), b=lead + (r, io[p][1]), scale=peft.lora.scale)
             for p in peft.lora.projections}
   adapter = None
   if with_adapter and peft.adapter_size is not None:
