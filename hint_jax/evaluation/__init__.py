@@ -1,0 +1,1 @@
+"""hint_jax.evaluation: reports, instruction-reliance controls, rank classification, FLOPs."""
