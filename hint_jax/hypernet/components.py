@@ -1,0 +1,142 @@
+"""The generated components (rows, output width, layer slots) derived from `task_param_shapes`.
+
+A *component* is one kind of generated leaf, e.g. the adapter down-projection. For every layer
+slot that holds the leaf, the hypernetwork pools `rows` vectors (one per generated row) and a
+generator MLP maps each to `out` numbers. The rows are then laid out as the leaf:
+
+| component           | rows | out     | leaf (after [T, N])  |
+|---------------------|------|---------|----------------------|
+| adapter_down        | A    | D       | [D, A]  (transposed) |
+| adapter_up          | A    | D       | [A, D]               |
+| adapter_down_bias   | 1    | A       | [A]                  |
+| adapter_up_bias     | 1    | D       | [D]                  |
+| prefix_key / _value | P    | H*K     | [P, H, K]            |
+| lora_<proj>_a       | R    | in      | [in, R] (transposed) |
+| lora_<proj>_b       | R    | out     | [R, out]             |
+
+Transposing `adapter_down` and `lora_*_a` keeps one pooled vector per bottleneck unit / rank
+direction (the original code reshaped [A, D] to [D, A] instead, mixing units; deliberate fix).
+Layer slots follow `spec.SITES` order: encoder layers, decoder self layers, decoder cross layers;
+decoder cross slots have no adapter.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from hint_jax.peft import spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+  """One generated leaf kind.
+
+  Attributes:
+    name: e.g. "adapter_down", "prefix_key", "lora_query_a".
+    rows: pooled vectors per layer slot (one per generated row).
+    out: generator output width per row.
+    transpose: the leaf is [out, rows] rather than [rows, out] (before the final reshape).
+    sites: (site name, number of layers) for every site holding the leaf, in `spec.SITES` order.
+  """
+  name: str
+  rows: int
+  out: int
+  transpose: bool
+  sites: tuple[tuple[str, int], ...]
+
+  @property
+  def num_slots(self) -> int:
+    return sum(n for _, n in self.sites)
+
+  @property
+  def num_queries(self) -> int:
+    return self.num_slots * self.rows
+
+
+def _site_leaves(site: spec.SiteParams) -> dict:
+  """Component name -> leaf of one site (shape tuples or arrays alike)."""
+  leaves = {}
+  if site.adapter is not None:
+    leaves.update(adapter_down=site.adapter.down, adapter_up=site.adapter.up,
+                  adapter_down_bias=site.adapter.down_bias, adapter_up_bias=site.adapter.up_bias)
+  if site.prefix is not None:
+    leaves.update(prefix_key=site.prefix.key, prefix_value=site.prefix.value)
+  for proj, low_rank in (site.lora or {}).items():
+    leaves[f"lora_{proj}_a"] = low_rank.a
+    leaves[f"lora_{proj}_b"] = low_rank.b
+  return leaves
+
+
+def _rows_out(name: str, shape: tuple[int, ...]) -> tuple[int, int, bool]:
+  """(rows, out, transpose) of a leaf given its shape after the [T, N] axes."""
+  if name in ("adapter_down_bias", "adapter_up_bias"):
+    return 1, shape[0], False
+  if name.startswith("prefix_"):
+    return shape[0], shape[1] * shape[2], False
+  if name == "adapter_down" or name.endswith("_a"):
+    return shape[1], shape[0], True
+  return shape[0], shape[1], False
+
+
+def components(peft: spec.PeftConfig, dims: spec.BackboneDims) -> tuple[Component, ...]:
+  """Every generated component, in a fixed order (the order of the pooling queries)."""
+  shapes = spec.task_param_shapes(peft, dims, 1)
+  found: dict[str, dict] = {}
+  for site_name in spec.SITES:
+    for name, shape in _site_leaves(getattr(shapes, site_name)).items():
+      rows, out, transpose = _rows_out(name, shape[2:])
+      entry = found.setdefault(name, {"rows": rows, "out": out, "transpose": transpose, "sites": ()})
+      if (entry["rows"], entry["out"]) != (rows, out):
+        raise ValueError(f"component {name} differs between sites: {entry} vs {(rows, out)}")
+      entry["sites"] += ((site_name, shape[1]),)
+  return tuple(Component(name=name, **entry) for name, entry in found.items())
+
+
+def _to_leaf(generated_TNRO: jax.Array, component: Component, shape: tuple[int, ...]):
+  if component.transpose:
+    generated_TNRO = jnp.swapaxes(generated_TNRO, -1, -2)
+  return generated_TNRO.reshape(shape)
+
+
+def assemble(peft: spec.PeftConfig, dims: spec.BackboneDims,
+             generated: dict[str, jax.Array]) -> spec.TaskParams:
+  """Lay generated rows out as a TaskParams.
+
+  Args:
+    peft: which kinds are generated.
+    dims: backbone sizes.
+    generated: component name -> [T, S, rows, out] over all of its S layer slots.
+
+  Returns:
+    TaskParams with leading [T, N] axes and the shapes of `spec.task_param_shapes`.
+  """
+  comps = {c.name: c for c in components(peft, dims)}
+  num_tasks = next(iter(generated.values())).shape[0]
+  template = spec.task_param_shapes(peft, dims, num_tasks)
+  offsets = {name: 0 for name in comps}
+  sites = {}
+  for site_name in spec.SITES:
+    site = getattr(template, site_name)
+    leaves = {}
+    for name, shape in _site_leaves(site).items():
+      start, n = offsets[name], shape[1]
+      leaves[name] = _to_leaf(generated[name][:, start:start + n], comps[name], shape)
+      offsets[name] += n
+    sites[site_name] = _build_site(site, leaves)
+  return spec.TaskParams(**sites)
+
+
+def _build_site(template: spec.SiteParams, leaves: dict) -> spec.SiteParams:
+  adapter = prefix = lora = None
+  if template.adapter is not None:
+    adapter = spec.Bottleneck(down=leaves["adapter_down"], down_bias=leaves["adapter_down_bias"],
+                              up=leaves["adapter_up"], up_bias=leaves["adapter_up_bias"])
+  if template.prefix is not None:
+    prefix = spec.PrefixKV(key=leaves["prefix_key"], value=leaves["prefix_value"])
+  if template.lora is not None:
+    lora = {proj: spec.LowRank(a=leaves[f"lora_{proj}_a"], b=leaves[f"lora_{proj}_b"],
+                               scale=low_rank.scale)
+            for proj, low_rank in template.lora.items()}
+  return spec.SiteParams(lora=lora, adapter=adapter, prefix=prefix)
