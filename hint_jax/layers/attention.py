@@ -1,0 +1,100 @@
+"""T5 multi-head attention with optional per-example LoRA and prefix hooks and a decoding cache."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hint_jax import axes, types
+from hint_jax.layers import dense
+from hint_jax.peft import lora, prefix, spec
+
+
+class Attention(nn.Module):
+  """Unscaled dot-product attention (T5 folds 1/sqrt(K) into the query init).
+
+  Params: `query`, `key`, `value` kernels [D, H, K] (embed, heads, kv) and `out` [H, K, D].
+  Cache (decode=True): self-attention keeps `cached_key`/`cached_value` [B, T, H, K] written at
+  the step position given by the caller; cross-attention keeps the projected (and prefixed)
+  encoder keys/values `cached_key`/`cached_value` [B, P+S, H, K], computed once.
+
+  Attributes:
+    num_heads: H.
+    head_dim: K.
+    dtype: compute dtype; logits and softmax are float32.
+    dropout_rate: dropout on attention weights.
+    is_cross: cross-attention (keys from `inputs_kv`, cached once when decoding).
+  """
+  num_heads: int
+  head_dim: int
+  dtype: jnp.dtype = jnp.float32
+  dropout_rate: float = 0.0
+  is_cross: bool = False
+
+  def _project(self, name: str, x_BLD: types.Array, site: spec.SiteParams | None):
+    scale = 1.0 / self.head_dim if name == "query" else 1.0
+    y_BLHK = dense.DenseGeneral((self.num_heads, self.head_dim), (axes.EMBED, axes.HEADS, axes.KV),
+                                dtype=self.dtype, init_scale=scale, name=name)(x_BLD)
+    if site is not None and site.lora is not None and name in site.lora:
+      delta_BLO = lora.lora_delta(x_BLD.astype(self.dtype), site.lora[name])
+      y_BLHK = y_BLHK + delta_BLO.reshape(y_BLHK.shape)
+    return y_BLHK
+
+  def _keys_values(self, inputs_kv_BSD, site, decode, position):
+    """Keys/values [B, P+S, H, K] including the prefix, using and updating the cache."""
+    pfx = None if site is None else site.prefix
+    if decode and self.is_cross:
+      initialized = self.has_variable("cache", "cached_key")
+      if initialized:
+        return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
+    k_BSHK = self._project("key", inputs_kv_BSD, site)
+    v_BSHK = self._project("value", inputs_kv_BSD, site)
+    if decode and not self.is_cross:
+      initialized = self.has_variable("cache", "cached_key")
+      cached_k = self.variable("cache", "cached_key", jnp.zeros, k_BSHK.shape, k_BSHK.dtype)
+      cached_v = self.variable("cache", "cached_value", jnp.zeros, v_BSHK.shape, v_BSHK.dtype)
+      if initialized:  # one step: write this position, attend over the whole cache
+        start = (0, position, 0, 0)
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BSHK, start)
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BSHK, start)
+        k_BSHK, v_BSHK = cached_k.value, cached_v.value
+    if pfx is not None:
+      k_BSHK, v_BSHK = prefix.prepend_kv(k_BSHK, v_BSHK, pfx)
+    if decode and self.is_cross:
+      self.variable("cache", "cached_key", lambda: k_BSHK)
+      self.variable("cache", "cached_value", lambda: v_BSHK)
+    return k_BSHK, v_BSHK
+
+  @nn.compact
+  def __call__(self, inputs_q_BTD: types.Array, inputs_kv_BSD: types.Array,
+               bias_BHTS: types.Array, site: spec.SiteParams | None = None,
+               enable_dropout: bool = False, decode: bool = False,
+               position: types.Array | None = None) -> types.Array:
+    """Attention output [B, T, D].
+
+    Args:
+      inputs_q_BTD: queries' inputs.
+      inputs_kv_BSD: keys'/values' inputs (same as queries' for self-attention).
+      bias_BHTS: additive float32 bias broadcastable to [B, H, T, S] (position + mask), S = the
+        key length before any prefix (the prefix columns are added here with bias 0).
+      site: this layer's generated params (`spec.layer_slice`), or None.
+      enable_dropout: dropout on the attention weights.
+      decode: use/update the cache (see class docstring).
+      position: decoding step index (self-attention with an initialized cache).
+    """
+    q_BTHK = self._project("query", inputs_q_BTD, site)
+    k_BSHK, v_BSHK = self._keys_values(inputs_kv_BSD, site, decode, position)
+    if site is not None and site.prefix is not None:
+      bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix.key.shape[1])
+    q_BTHK = dense.constrain(q_BTHK, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_HEADS, axes.ACT_KV))
+    logits_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK, k_BSHK,
+                             preferred_element_type=jnp.float32)
+    weights_BHTS = jax.nn.softmax(logits_BHTS + bias_BHTS, axis=-1)
+    if enable_dropout and self.dropout_rate > 0:
+      weights_BHTS = nn.Dropout(self.dropout_rate)(weights_BHTS, deterministic=False)
+    out_BTHK = jnp.einsum("bhts,bshk->bthk", weights_BHTS.astype(self.dtype), v_BSHK)
+    out_BTD = dense.DenseGeneral((inputs_q_BTD.shape[-1],), (axes.HEADS, axes.KV, axes.EMBED),
+                                 num_in_axes=2, dtype=self.dtype, name="out")(out_BTHK)
+    if site is not None and site.lora is not None and "out" in site.lora:
+      b, t = out_BTHK.shape[:2]
+      out_BTD = out_BTD + lora.lora_delta(out_BTHK.reshape(b, t, -1), site.lora["out"])
+    return out_BTD

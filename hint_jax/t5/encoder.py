@@ -1,0 +1,61 @@
+"""T5 encoder layer and stack, with optional per-example encoder `SiteParams`."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from hint_jax import axes, types
+from hint_jax.layers import attention, dense, embed, masks, norms
+from hint_jax.layers import mlp as mlp_lib
+from hint_jax.peft import spec
+from hint_jax.t5 import config as config_lib
+
+ACT_BLD = (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_EMBED)
+
+
+def dropout(x: types.Array, rate: float, enabled: bool) -> types.Array:
+  """Dropout (call inside a compact method) when enabled and rate > 0; identity otherwise."""
+  if not enabled or rate == 0:
+    return x
+  return nn.Dropout(rate)(x, deterministic=False)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention block then pre-norm FFN block (+ parallel adapter)."""
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, x_BLD, bias_BHLL, site: spec.SiteParams | None, enable_dropout: bool):
+    cfg = self.config
+    dtype = cfg.compute_dtype
+    h_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_attention_layer_norm")(x_BLD)
+    h_BLD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, cfg.dropout_rate,
+                                name="attention")(h_BLD, h_BLD, bias_BHLL, site, enable_dropout)
+    x_BLD = x_BLD + dropout(h_BLD, cfg.dropout_rate, enable_dropout)
+    h_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x_BLD)
+    h_BLD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, cfg.dropout_rate, name="mlp")(
+        h_BLD, None if site is None else site.adapter, enable_dropout)
+    x_BLD = x_BLD + dropout(h_BLD, cfg.dropout_rate, enable_dropout)
+    return dense.constrain(x_BLD, ACT_BLD)
+
+
+class Encoder(nn.Module):
+  """Token embedding -> layers_0..N-1 -> encoder_norm. One `relpos_bias` table per stack."""
+  config: config_lib.T5Config
+  embedder: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens_BL: types.Array, site: spec.SiteParams | None = None,
+               enable_dropout: bool = False) -> types.Array:
+    cfg = self.config
+    x_BLD = self.embedder(tokens_BL.astype(jnp.int32))
+    x_BLD = dense.constrain(dropout(x_BLD, cfg.dropout_rate, enable_dropout), ACT_BLD)
+    length = tokens_BL.shape[1]
+    pos_bias_1HLL = embed.RelativePositionBias(
+        cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
+        bidirectional=True, name="relpos_bias")(jnp.arange(length), length)
+    bias_BHLL = pos_bias_1HLL + masks.padding_bias(tokens_BL > 0)
+    for i in range(cfg.num_encoder_layers):
+      site_i = None if site is None else spec.layer_slice(site, i)
+      x_BLD = EncoderLayer(cfg, name=f"layers_{i}")(x_BLD, bias_BHLL, site_i, enable_dropout)
+    x_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name="encoder_norm")(x_BLD)
+    return dense.constrain(dropout(x_BLD, cfg.dropout_rate, enable_dropout), ACT_BLD)

@@ -1,0 +1,76 @@
+"""`T5`: the encoder-decoder backbone (encode, decode, full forward) with TaskParams hooks."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from hint_jax import types
+from hint_jax.layers import embed
+from hint_jax.peft import spec
+from hint_jax.t5 import config as config_lib
+from hint_jax.t5 import decoder as decoder_lib
+from hint_jax.t5 import encoder as encoder_lib
+
+
+class T5(nn.Module):
+  """T5.1.1 / original T5 in T5X parameter layout; knows nothing about hypernetworks.
+
+  Parameter tree (all float32, logical axes in brackets):
+    token_embedder/embedding [vocab, embed]   (shared by encoder and decoder)
+    encoder/relpos_bias/rel_embedding [heads, relpos_buckets]
+    encoder/layers_i/pre_attention_layer_norm/scale [embed]
+    encoder/layers_i/attention/{query,key,value}/kernel [embed, heads, kv]
+    encoder/layers_i/attention/out/kernel [heads, kv, embed]
+    encoder/layers_i/pre_mlp_layer_norm/scale [embed]
+    encoder/layers_i/mlp/{wi_0,wi_1 | wi}/kernel [embed, mlp]; mlp/wo/kernel [mlp, embed]
+    encoder/encoder_norm/scale
+    decoder/relpos_bias/rel_embedding
+    decoder/layers_i/{pre_self_attention_layer_norm, self_attention,
+                      pre_cross_attention_layer_norm, encoder_decoder_attention,
+                      pre_mlp_layer_norm, mlp}
+    decoder/decoder_norm/scale
+    decoder/logits_dense/kernel [embed, vocab]  (absent when tie_word_embeddings)
+
+  `task_params=None`, or all-None SiteParams, gives exactly the plain model.
+  """
+  config: config_lib.T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = embed.Embed(cfg.vocab_size, cfg.d_model, cfg.compute_dtype)
+    self.encoder = encoder_lib.Encoder(cfg, self.token_embedder)
+    self.decoder = decoder_lib.Decoder(cfg, self.token_embedder)
+
+  def encode(self, encoder_input_tokens: types.Array,
+             task_params: spec.TaskParams | None = None,
+             enable_dropout: bool = False) -> types.Array:
+    """Encoded inputs [B, L, D] (compute dtype) from tokens [B, L] (pad 0).
+
+    Uses `task_params.encoder` when given; None = plain T5 (e.g. for instructions).
+    """
+    site = None if task_params is None else task_params.encoder
+    return self.encoder(encoder_input_tokens, site, enable_dropout)
+
+  def decode(self, encoded: types.Array, encoder_mask: types.Array,
+             decoder_input_tokens: types.Array, task_params: spec.TaskParams | None = None,
+             enable_dropout: bool = False, decode: bool = False) -> types.Array:
+    """Float32 logits [B, T, V].
+
+    Args:
+      encoded: [B, S, D] any encoder output (e.g. instruction and input concatenated).
+      encoder_mask: [B, S], 1 = valid.
+      decoder_input_tokens: [B, T] targets shifted right (start id 0).
+      task_params: uses `decoder_self` (self-attention + adapter) and `decoder_cross`.
+      enable_dropout: dropout on (needs a "dropout" rng).
+      decode: one-step autoregressive mode with the mutable "cache" collection: the first call
+        with [B, T_max] tokens creates it, each later call takes [B, 1] tokens.
+    """
+    return self.decoder(encoded, encoder_mask, decoder_input_tokens, task_params,
+                        enable_dropout, decode)
+
+  def __call__(self, encoder_input_tokens: types.Array, decoder_input_tokens: types.Array,
+               task_params: spec.TaskParams | None = None,
+               enable_dropout: bool = False) -> types.Array:
+    """Full forward: logits [B, T, V] (float32); encoder mask = tokens > 0."""
+    encoded_BLD = self.encode(encoder_input_tokens, task_params, enable_dropout)
+    mask_BL = (encoder_input_tokens > 0).astype(jnp.int32)
+    return self.decode(encoded_BLD, mask_BL, decoder_input_tokens, task_params, enable_dropout)
