@@ -1,0 +1,165 @@
+"""Orbax checkpoints of the TrainState: periodic async atomic saves, keep-N, checked restores."""
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+from flax import traverse_util
+
+from hint_jax import types
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  """When and how checkpoints are written.
+
+  Attributes:
+    period: save every `period` steps (the final step is always saved); 0 saves only at the end.
+    keep: number of most recent checkpoints kept (None: all).
+    async_save: write in a background thread while training continues.
+  """
+  period: int = 1000
+  keep: int | None = 3
+  async_save: bool = True
+
+  def __post_init__(self):
+    if self.period < 0:
+      raise ValueError(f"CheckpointConfig.period must be >= 0, got {self.period}")
+    if self.keep is not None and self.keep < 1:
+      raise ValueError(f"CheckpointConfig.keep must be >= 1 or None, got {self.keep}")
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint was written by a run whose model or optimizer differs from this one."""
+
+
+def _shape_tree(tree: types.PyTree) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", ())) for p, x in leaves}
+
+
+class Checkpointer:
+  """Saves and restores `{'state': TrainState, 'meta': json}` under `directory`.
+
+  `meta` holds `signature` (a string describing the model and optimizer config; restoring under
+  a different signature is refused), `data_step` (batches consumed) and anything the caller adds.
+  """
+
+  def __init__(self, directory: epath.PathLike, cfg: CheckpointConfig, signature: str):
+    self.directory = epath.Path(directory)
+    self.signature = signature
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=cfg.keep, enable_async_checkpointing=cfg.async_save, create=True)
+    self._mgr = ocp.CheckpointManager(self.directory, options=options,
+                                      item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._mgr.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._mgr.all_steps())
+
+  def save(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
+    """Starts an (async) atomic save; a half-written step never becomes `latest_step`."""
+    meta = {**meta, "signature": self.signature, "version": FORMAT_VERSION}
+    self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 meta=ocp.args.JsonSave(meta)), force=True)
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    """Restores step `step` into `abstract_state` (ShapeDtypeStructs carrying shardings).
+
+    Raises:
+      CheckpointMismatchError: the signature or any array shape differs from this run's.
+    """
+    meta = self.read_meta(step)
+    where = self.directory / str(step)
+    if meta.get("signature") != self.signature:
+      raise CheckpointMismatchError(
+          f"checkpoint {where} was written by a different config:\n  checkpoint: "
+          f"{meta.get('signature')}\n  this run:   {self.signature}\n"
+          "use a fresh model directory or the original config")
+    saved = _shape_tree(self._mgr.item_metadata(step)["state"])
+    wanted = _shape_tree(abstract_state)
+    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    if diff:
+      detail = ", ".join(f"{k}: saved {saved.get(k)} vs {wanted.get(k)}" for k in diff[:5])
+      raise CheckpointMismatchError(f"checkpoint {where} does not match this run's state "
+                                    f"({len(diff)} arrays differ): {detail}")
+    out = self._mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+  def wait(self) -> None:
+    self._mgr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mgr.wait_until_finished()
+    self._mgr.close()
+
+
+def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
+  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint."""
+  mgr = ocp.CheckpointManager(epath.Path(directory), item_names=("state", "meta"),
+                              options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  step = mgr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint found in {directory}")
+  tree = mgr.item_metadata(step)["state"]
+  wanted = {k: tree[k] for k in ("trainable", "frozen")}
+  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+  out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=wanted, restore_args=args, partial_restore=True)))["state"]
+  mgr.close()
+  flat = dict(traverse_util.flatten_dict(out["trainable"], sep="/"))
+  flat.update(traverse_util.flatten_dict(out["frozen"], sep="/"))
+  return flat
+
+
+def restore_matching(params: types.PyTree, source: Mapping[str, Any],
+                     patterns: tuple[str, ...]) -> tuple[types.PyTree, list[str]]:
+  """Replaces every leaf of `params` whose path fully matches a pattern by `source[path]`.
+
+  Model-agnostic partial restore: e.g. patterns=('backbone/.*',) takes the backbone from a
+  pretrained checkpoint and leaves the hypernetwork freshly initialised. Each replacement keeps
+  the target's dtype and sharding.
+
+  Args:
+    params: nested dict of (sharded) arrays.
+    source: flat {path: array} (paths joined with '/').
+    patterns: path regexes selecting what to restore.
+
+  Returns:
+    The new params and the sorted list of restored paths.
+
+  Raises:
+    ValueError: a selected path is missing from `source` or has another shape, or nothing
+      was selected.
+  """
+  flat = traverse_util.flatten_dict(params, sep="/")
+  chosen = sorted(k for k in flat if any(re.fullmatch(p, k) for p in patterns))
+  if not chosen:
+    raise ValueError(f"no parameter path matches {patterns}; paths look like {next(iter(flat))}")
+  missing = [k for k in chosen if k not in source]
+  if missing:
+    raise ValueError(f"{len(missing)} selected params are not in the source, e.g. {missing[:3]}")
+  bad = [f"{k}: {np.shape(source[k])} vs {flat[k].shape}" for k in chosen
+         if tuple(np.shape(source[k])) != tuple(flat[k].shape)]
+  if bad:
+    raise ValueError(f"shape mismatch in partial restore: {bad[:3]}")
+  out = dict(flat)
+  for k in chosen:
+    target = flat[k]
+    value = np.asarray(source[k], dtype=target.dtype)
+    sharding = getattr(target, "sharding", None)
+    out[k] = (jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+              if sharding is not None else jax.numpy.asarray(value))
+  return traverse_util.unflatten_dict(out, sep="/"), chosen

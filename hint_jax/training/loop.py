@@ -1,0 +1,229 @@
+"""The host training loop: mesh, sharded init/restore, jitted step, checkpoints, eval, metrics."""
+import dataclasses
+import functools
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from hint_jax.models import interface
+from hint_jax.parallel import mesh as mesh_lib
+from hint_jax.parallel import sharding
+from hint_jax.training import batches as batches_lib
+from hint_jax.training import checkpoint, evaluate, optim
+from hint_jax.training import config as config_lib
+from hint_jax.training import metrics as metrics_lib
+from hint_jax.training import state as state_lib
+from hint_jax.training import step as step_lib
+
+HostBatch = Mapping[str, np.ndarray]
+BatchSource = Callable[[int], Iterator[HostBatch]]  # start step -> this process's batches
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training met a non-finite loss or gradient and `skip_nonfinite` is off."""
+
+
+@dataclasses.dataclass
+class Setup:
+  """What the loop needs beyond the state: compiled pieces and their shardings."""
+  mesh: Mesh
+  tx: Any
+  schedule: Any
+  abstract: state_lib.TrainState
+  shardings: state_lib.TrainState
+  batch_shardings: dict[str, Any]
+
+
+def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: HostBatch,
+                mesh: Mesh) -> Setup:
+  """Abstract state and its shardings from shapes alone (nothing is materialised)."""
+  rules = cfg.mesh.rules
+  boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
+  sharding.check_param_axes(boxed, rules)
+  param_sh = sharding.logical_shardings(boxed, mesh, rules)
+  tx, schedule = optim.make_optimizer(cfg.optim)
+  abstract = jax.eval_shape(functools.partial(state_lib.create, cfg.optim, tx),
+                            nn.unbox(boxed), jax.random.PRNGKey(0))
+  trainable_sh, frozen_sh = state_lib.split_params(cfg.optim, param_sh)
+  flat = sharding.flat_with_shapes(trainable_sh, abstract.trainable)
+  rep = sharding.replicated(mesh)
+  shardings = state_lib.TrainState(
+      step=rep, trainable=trainable_sh, frozen=frozen_sh,
+      opt_state=sharding.shardings_like(abstract.opt_state, flat, mesh), rng=rep, skipped=rep)
+  batch_sh = batches_lib.feature_shardings(example, mesh, rules)
+  return Setup(mesh, tx, schedule, abstract, shardings, batch_sh)
+
+
+def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
+                 pretrained: Mapping[str, Any] | None) -> state_lib.TrainState:
+  def init_fn(rng):
+    rng_init, rng_train = jax.random.split(rng)
+    params = nn.unbox(model.init(rng_init, example))
+    return state_lib.create(cfg.optim, setup.tx, params, rng_train)
+
+  state = jax.jit(init_fn, out_shardings=setup.shardings)(jax.random.PRNGKey(cfg.seed))
+  if pretrained is not None:
+    params, _ = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
+    trainable, frozen = state_lib.split_params(cfg.optim, params)
+    state = state.replace(trainable=trainable, frozen=frozen)
+  return state
+
+
+def init_or_restore(cfg, model, setup, example, ckpt: checkpoint.Checkpointer,
+                    pretrained: Mapping[str, Any] | None) -> tuple[state_lib.TrainState, int]:
+  """(state, data step): the latest checkpoint of `model_dir` if any, else a fresh state."""
+  latest = ckpt.latest_step()
+  if latest is None:
+    return _fresh_state(cfg, model, setup, example, pretrained), 0
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        setup.abstract, setup.shardings)
+  state, meta = ckpt.restore(latest, target)
+  return state, int(meta.get("data_step", latest))
+
+
+def compile_step(cfg, model, setup: Setup) -> Callable:
+  train_step = step_lib.make_train_step(model, setup.tx, setup.schedule, cfg.num_microbatches)
+  rep = sharding.replicated(setup.mesh)
+  return jax.jit(train_step, in_shardings=(setup.shardings, setup.batch_shardings),
+                 out_shardings=(setup.shardings, rep), donate_argnums=(0,))
+
+
+class _Tracker:
+  """Fetches step n's metrics after step n+1 is dispatched; logs, checks finiteness."""
+
+  def __init__(self, cfg, reporter: metrics_lib.Reporter, flops_per_step: float | None,
+               peak_flops: float | None, ckpt: checkpoint.Checkpointer):
+    self.cfg, self.reporter, self.ckpt = cfg, reporter, ckpt
+    self.flops, self.peak = flops_per_step, peak_flops
+    self.pending: list[tuple[int, Any, int, int]] = []
+    self.window_start, self.window_tokens, self.window_examples, self.window_steps = (
+        time.perf_counter(), 0, 0, 0)
+    self.last_good = ckpt.latest_step()
+
+  def push(self, step: int, device_metrics: Any, tokens: int, examples: int) -> None:
+    self.pending.append((step, device_metrics, tokens, examples))
+
+  def flush(self, keep_last: bool = False) -> None:
+    while len(self.pending) > (1 if keep_last else 0):
+      step, m, tokens, examples = self.pending.pop(0)
+      self._log(step, jax.device_get(m), tokens, examples)
+
+  def _log(self, step: int, m: Mapping[str, Any], tokens: int, examples: int) -> None:
+    if not m["finite"] and not self.cfg.skip_nonfinite:
+      raise NonFiniteLossError(
+          f"non-finite loss ({float(m['loss'])}) or gradient norm ({float(m['grad_norm'])}) at "
+          f"step {step}; stopped without saving. Last good checkpoint: step {self.last_good} in "
+          f"{self.ckpt.directory} (set skip_nonfinite to skip such batches instead)")
+    n = jax.process_count()
+    self.window_tokens += tokens * n
+    self.window_examples += examples * n
+    self.window_steps += 1
+    scalars = {k: float(v) for k, v in m.items() if k not in ("finite", "weight_sum")}
+    self.reporter.advance(1, {"loss": scalars["loss"]})
+    if step % self.cfg.log_every and step != self.cfg.train_steps:
+      return
+    elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+    step_time = elapsed / self.window_steps
+    scalars.update(step_time=step_time, tokens_per_s=self.window_tokens / elapsed,
+                   examples_per_s=self.window_examples / elapsed)
+    if self.flops and self.peak:
+      scalars["mfu"] = self.flops / step_time / self.peak
+    self.reporter.scalars(step, {f"train/{k}": v for k, v in scalars.items()})
+    self.window_start, self.window_tokens, self.window_examples, self.window_steps = (
+        time.perf_counter(), 0, 0, 0)
+
+
+def _save(ckpt, tracker: _Tracker, state, step: int, extra_meta: Mapping[str, Any]) -> None:
+  tracker.flush()  # never save a state whose step has not been checked for finiteness
+  ckpt.save(step, state, {**extra_meta, "data_step": step})
+  tracker.last_good = step
+
+
+def _maybe_eval(cfg, step: int, state, eval_fn, reporter, force: bool = False) -> None:
+  if eval_fn is None or not (force or (cfg.eval_every and step % cfg.eval_every == 0)):
+    return
+  values = eval_fn(state.params(), step)
+  reporter.scalars(step, {f"eval/{k}": v for k, v in values.items()})
+
+
+def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource,
+          eval_data: Callable[[], Iterable[HostBatch]] | None = None,
+          eval_callbacks: Sequence[evaluate.EvalCallback] = (),
+          pretrained: Mapping[str, Any] | None = None,
+          extra_meta: Mapping[str, Any] | None = None) -> state_lib.TrainState:
+  """Trains `model` to `cfg.train_steps`, resuming from `cfg.model_dir` when it has checkpoints.
+
+  Args:
+    cfg: the run.
+    model: anything implementing `models.interface.Model`.
+    data: `data(start_step)` yields this process's share of each global batch, starting at
+      batch `start_step` (so a resumed run sees the batches an uninterrupted one would).
+    eval_data: returns a fresh iterable of this process's eval batches.
+    eval_callbacks: extra metrics `callback(params, step) -> {name: value}` (e.g. generation).
+    pretrained: flat {path: array} source for `cfg.init_patterns` (fresh runs only).
+    extra_meta: json-able values stored with every checkpoint (e.g. the gin config).
+
+  Returns:
+    The final state.
+
+  Raises:
+    NonFiniteLossError: a non-finite step with `skip_nonfinite` off (last good checkpoint kept).
+  """
+  mesh = mesh_lib.build(cfg.mesh)
+  ckpt = checkpoint.Checkpointer(cfg.model_dir + "/checkpoints", cfg.checkpoint,
+                                 cfg.full_signature())
+  start = ckpt.latest_step() or 0
+  batches = data(start)
+  example = next(batches)
+  setup = build_setup(cfg, model, example, mesh)
+  state, data_step = init_or_restore(cfg, model, setup, example, ckpt, pretrained)
+  if data_step != start:  # the checkpoint records the data position explicitly
+    batches, example = data(data_step), None
+  batches = batches if example is None else itertools.chain([example], batches)
+  step_fn = compile_step(cfg, model, setup)
+  eval_fn = evaluate.make_evaluator(model, setup.mesh, cfg.mesh.rules, eval_data,
+                                    eval_callbacks, cfg.eval_batches)
+  reporter = metrics_lib.Reporter(cfg.model_dir, cfg.train_steps, int(state.step),
+                                  cfg.progress_bar)
+  try:
+    state = _run(cfg, state, step_fn, batches, setup, ckpt, reporter, eval_fn,
+                 dict(extra_meta or {}))
+  finally:
+    ckpt.close()
+    reporter.close()
+  return state
+
+
+def _first_flops(step_fn, state, batch) -> float | None:
+  return metrics_lib.compiled_flops(step_fn.lower(state, batch).compile())
+
+
+def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, meta):
+  """Steps from the state's step to `train_steps`, checkpointing and evaluating on the way."""
+  first = int(jax.device_get(state.step)) + 1
+  if first > cfg.train_steps:
+    return state
+  flops, peak = None, cfg.peak_flops
+  tracker = None
+  for step in range(first, cfg.train_steps + 1):
+    local = next(batches)
+    batch = batches_lib.to_global(local, setup.batch_shardings)
+    if tracker is None:
+      flops = _first_flops(step_fn, state, batch)
+      peak = peak or metrics_lib.measure_peak_flops()
+      tracker = _Tracker(cfg, reporter, flops, peak, ckpt)
+    state, m = step_fn(state, batch)
+    tracker.push(step, m, metrics_lib.count_tokens(local), metrics_lib.count_examples(local))
+    tracker.flush(keep_last=True)
+    period = cfg.checkpoint.period
+    if step == cfg.train_steps or (period and step % period == 0):
+      _save(ckpt, tracker, state, step, meta)
+    _maybe_eval(cfg, step, state, eval_fn, reporter, force=step == cfg.train_steps)
+  tracker.flush()
+  return state
