@@ -1,0 +1,126 @@
+"""Analytic per-example forward FLOPs of HINT and the concatenation baseline (matmuls, 2/MAC)."""
+from __future__ import annotations
+
+import dataclasses
+
+from hint_jax.hypernet import components as components_lib
+from hint_jax.hypernet import config as hypernet_config
+from hint_jax.peft import spec
+from hint_jax.t5 import config as t5_config
+
+PRESETS = ("small", "base", "large", "xl", "xxl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lengths:
+  """Token lengths of one example (means over a test set).
+
+  Attributes:
+    instruction: hypernetwork input I (HINT).
+    inputs: encoder input L without the instruction (HINT).
+    targets: decoder length T.
+    concat_inputs: encoder input of the concatenation baseline (instruction + input + template).
+  """
+  instruction: int
+  inputs: int
+  targets: int
+  concat_inputs: int
+
+
+# Means over the 41 SNI test tasks in ../shared/data/sni (first 100 instances each) with the
+# committed 8k vocabulary, 1024-token input cap (see benchmarks/efficiency.py, which re-measures).
+SNI_LENGTHS = {
+    "def": Lengths(instruction=75, inputs=74, targets=9, concat_inputs=163),
+    "def2pos": Lengths(instruction=248, inputs=74, targets=9, concat_inputs=324),
+}
+
+
+def _dense(tokens: int, d_in: int, d_out: int) -> int:
+  return 2 * tokens * d_in * d_out
+
+
+def _lora(site: spec.SiteParams | None, proj: str, tokens: int) -> int:
+  if site is None or not site.lora or proj not in site.lora:
+    return 0
+  a, b = site.lora[proj].a, site.lora[proj].b  # shape tuples [1, N, In, R], [1, N, R, Out]
+  return _dense(tokens, a[-2], a[-1]) + _dense(tokens, b[-2], b[-1])
+
+
+def attention(cfg: t5_config.T5Config, q_len: int, kv_len: int,
+              site: spec.SiteParams | None = None) -> int:
+  """One attention block: q/k/v/o projections, logits and weighted values, LoRA, prefix."""
+  d, hk = cfg.d_model, cfg.num_heads * cfg.head_dim
+  prefix = site.prefix.key[2] if site is not None and site.prefix is not None else 0
+  flops = 2 * _dense(q_len, d, hk) + 2 * _dense(kv_len, d, hk)
+  flops += 2 * 2 * q_len * (kv_len + prefix) * hk
+  flops += _lora(site, "query", q_len) + _lora(site, "out", q_len)
+  flops += _lora(site, "key", kv_len) + _lora(site, "value", kv_len)
+  return flops
+
+
+def ffn(cfg: t5_config.T5Config, tokens: int, site: spec.SiteParams | None = None) -> int:
+  """Feed-forward block plus the parallel adapter, if any."""
+  n_in = 2 if cfg.feed_forward == "gated-gelu" else 1
+  flops = (n_in + 1) * _dense(tokens, cfg.d_model, cfg.d_ff)
+  if site is not None and site.adapter is not None:
+    a = site.adapter.down[-1]
+    flops += 2 * _dense(tokens, cfg.d_model, a)
+  return flops
+
+
+def encoder(cfg: t5_config.T5Config, length: int, site: spec.SiteParams | None = None) -> int:
+  per_layer = attention(cfg, length, length, site) + ffn(cfg, length, site)
+  return cfg.num_encoder_layers * per_layer
+
+
+def decoder(cfg: t5_config.T5Config, targets: int, memory: int,
+            task_params: spec.TaskParams | None = None) -> int:
+  """Decoder stack (teacher forced over T positions) and output logits."""
+  self_site = task_params.decoder_self if task_params is not None else None
+  cross_site = task_params.decoder_cross if task_params is not None else None
+  per_layer = (attention(cfg, targets, targets, self_site)
+               + attention(cfg, targets, memory, cross_site) + ffn(cfg, targets, self_site))
+  return cfg.num_decoder_layers * per_layer + _dense(targets, cfg.d_model, cfg.vocab_size)
+
+
+def hypernet(cfg: t5_config.T5Config, peft: spec.PeftConfig,
+             hyper: hypernet_config.HypernetConfig, instruction: int) -> int:
+  """Per-task cost: instruction encoding, attention pooling and generator MLPs."""
+  d = cfg.d_model
+  hk = (hyper.num_heads or cfg.num_heads) * (hyper.head_dim or cfg.head_dim)
+  comps = components_lib.components(peft, cfg.dims)
+  queries = sum(c.num_queries for c in comps)
+  pool = 2 * _dense(queries, d, hk) + 2 * _dense(instruction, d, hk)
+  pool += 2 * 2 * queries * instruction * hk
+  gen = sum(_dense(c.num_queries, d, d) + _dense(c.num_queries, d, c.out) for c in comps)
+  return encoder(cfg, instruction) + pool + gen
+
+
+@dataclasses.dataclass(frozen=True)
+class Breakdown:
+  """Per-task and per-example forward FLOPs; `per_example(n)` amortises the task part."""
+  per_task: int
+  per_example_fixed: int
+
+  def per_example(self, n: int) -> float:
+    if n < 1:
+      raise ValueError(f"examples per task must be >= 1, got {n}")
+    return self.per_example_fixed + self.per_task / n
+
+
+def hint_flops(cfg: t5_config.T5Config, peft: spec.PeftConfig,
+               hyper: hypernet_config.HypernetConfig, lengths: Lengths,
+               fusion: bool = True) -> Breakdown:
+  """HINT: hypernet once per task; encoder over the input only; decoder memory I + L (fusion)."""
+  tp = spec.task_param_shapes(peft, cfg.dims, 1)
+  memory = lengths.inputs + (lengths.instruction if fusion else 0)
+  fixed = encoder(cfg, lengths.inputs, tp.encoder) + decoder(cfg, lengths.targets, memory, tp)
+  return Breakdown(per_task=hypernet(cfg, peft, hyper, lengths.instruction),
+                   per_example_fixed=fixed)
+
+
+def concat_flops(cfg: t5_config.T5Config, lengths: Lengths) -> Breakdown:
+  """Concatenation baseline: the instruction is re-encoded with every example."""
+  fixed = (encoder(cfg, lengths.concat_inputs)
+           + decoder(cfg, lengths.targets, lengths.concat_inputs))
+  return Breakdown(per_task=0, per_example_fixed=fixed)
