@@ -1,0 +1,238 @@
+"""Batch pipeline: a SeqIO task or mixture name -> deterministic, resumable numpy batches.
+
+Examples of every task in the mixture are read once through SeqIO (tokenized, EOS appended) and
+kept in host memory. Training order is a pure function of `(seed, step)`: a "mixture epoch" takes
+`quota[t]` examples from each task `t` (its own seeded per-epoch permutation, cycled), and the
+epoch is then shuffled with a seed of its own. So starting at `start_step=k` yields exactly the
+batches an uninterrupted run sees from step k, and each process of a multi-host run takes its
+contiguous slice `[shard_id * B / num_shards, ...)` of every global batch of B examples.
+"""
+import dataclasses
+import functools
+import importlib
+import logging
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from hint_jax.data import converters
+from hint_jax.data import features as F
+
+Batch = converters.Batch
+_LOG = logging.getLogger(__name__)
+_TOKEN_FEATURES = (F.INSTRUCTION, F.INPUTS, F.TARGETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """Tokenized examples of each task of a task or mixture and their per-epoch quotas."""
+  name: str
+  task_names: tuple[str, ...]
+  examples: tuple[tuple[dict, ...], ...]  # per task: dicts of int32 arrays and decoded strings
+  quotas: tuple[int, ...]  # examples of each task per mixture epoch
+
+  @property
+  def epoch_size(self) -> int:
+    return sum(self.quotas)
+
+
+def _registry():
+  import seqio  # pylint: disable=g-import-not-at-top  # TF only where data is read
+  importlib.import_module("tasks")  # registers every hint_jax task and mixture
+  return seqio
+
+
+def available_names() -> list[str]:
+  """All registered task and mixture names."""
+  seqio = _registry()
+  return sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+
+
+def _task_rates(name: str) -> list[tuple[str, float]]:
+  seqio = _registry()
+  if name in seqio.MixtureRegistry.names():
+    mixture = seqio.get_mixture_or_task(name)
+    return [(t.name, float(mixture.get_rate(t))) for t in mixture.tasks]
+  if name in seqio.TaskRegistry.names():
+    return [(name, 1.0)]
+  raise ValueError(f"unknown task or mixture {name!r}; available: {', '.join(available_names())}")
+
+
+def _decode(value):
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, np.ndarray) and value.dtype == object:
+    return [v.decode("utf-8") for v in value.tolist()]
+  return value
+
+
+@functools.lru_cache(maxsize=32)
+def load_task(name: str, split: str) -> tuple[dict, ...]:
+  """Reads one task split through SeqIO (tokenized, EOS appended), in the task's own order."""
+  seqio = _registry()
+  task = seqio.get_mixture_or_task(name)
+  if split not in task.splits:
+    raise ValueError(f"task {name!r} has no split {split!r}; splits: {', '.join(task.splits)}")
+  dataset = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
+  out = []
+  for ex in dataset.as_numpy_iterator():
+    out.append({k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v))
+                for k, v in ex.items()})
+  if not out:
+    raise ValueError(f"task {name!r} split {split!r} has no examples")
+  return tuple(out)
+
+
+def load_source(name: str, split: str) -> Source:
+  """Loads a task or mixture; quotas follow the mixture rates, scaled to the total size."""
+  rates = [(t, r) for t, r in _task_rates(name) if r > 0]
+  examples = tuple(load_task(t, split) for t, _ in rates)
+  total_rate = sum(r for _, r in rates)
+  total = sum(len(e) for e in examples)
+  quotas = tuple(max(1, round(total * r / total_rate)) for _, r in rates)
+  if len(rates) == 1:
+    quotas = (len(examples[0]),)
+  return Source(name, tuple(t for t, _ in rates), examples, quotas)
+
+
+def epoch_order(source: Source, seed: int, epoch: int) -> np.ndarray:
+  """[E, 2] (task, example) pairs of one mixture epoch; a pure function of (seed, epoch)."""
+  parts = []
+  for t, (exs, quota) in enumerate(zip(source.examples, source.quotas)):
+    pos = np.arange(epoch * quota, (epoch + 1) * quota, dtype=np.int64)
+    task_epoch, within = np.divmod(pos, len(exs))
+    idx = np.empty_like(pos)
+    for te in np.unique(task_epoch):
+      perm = np.random.default_rng([seed, t, int(te)]).permutation(len(exs))
+      sel = task_epoch == te
+      idx[sel] = perm[within[sel]]
+    parts.append(np.stack([np.full_like(idx, t), idx], axis=1))
+  order = np.concatenate(parts)
+  return order[np.random.default_rng([seed, 1 << 20, epoch]).permutation(len(order))]
+
+
+def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> int:
+  if batch_size % num_shards:
+    raise ValueError(f"global batch size {batch_size} is not divisible by {num_shards} shards")
+  if not 0 <= shard_id < num_shards:
+    raise ValueError(f"shard_id {shard_id} not in [0, {num_shards})")
+  return batch_size // num_shards
+
+
+class TrainIterator:
+  """Endless iterator of this process's slice of each global training batch.
+
+  Attributes:
+    step: the step of the next batch.
+    stats: truncation counts accumulated over the batches produced so far.
+  """
+
+  def __init__(self, source: Source, feature_lengths: Mapping[str, int], batch_size: int,
+               seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
+               converter: str = "hint", num_task_rows: int | None = None):
+    self.source, self.lengths, self.batch_size = source, dict(feature_lengths), batch_size
+    self.seed, self.shard_id, self.converter = seed, shard_id, converter
+    self.local_batch_size = _check_sharding(batch_size, shard_id, num_shards)
+    self.num_task_rows = num_task_rows
+    self.step = start_step
+    self.stats = converters.ConvertStats()
+    self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+  def _order(self, epoch: int) -> np.ndarray:
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      self._epoch_cache = (epoch, epoch_order(self.source, self.seed, epoch))
+    return self._epoch_cache[1]
+
+  def examples_at(self, step: int) -> list[dict]:
+    """The raw examples of this process's slice of global batch `step`."""
+    start = step * self.batch_size + self.shard_id * self.local_batch_size
+    out = []
+    for p in range(start, start + self.local_batch_size):
+      epoch, offset = divmod(p, self.source.epoch_size)
+      task, idx = self._order(epoch)[offset]
+      out.append(self.source.examples[task][idx])
+    return out
+
+  def __iter__(self) -> "TrainIterator":
+    return self
+
+  def __next__(self) -> Batch:
+    batch, stats = converters.convert(self.converter, self.examples_at(self.step), self.lengths,
+                                      self.num_task_rows)
+    if sum(stats.truncated.values()) and not sum(self.stats.truncated.values()):
+      _LOG.warning("%s: truncating over-long sequences (step %d: %s); see iterator.stats",
+                      self.source.name, self.step, dict(stats.truncated))
+    self.stats.update(stats)
+    self.step += 1
+    return batch
+
+
+def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,
+                   seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
+                   converter: str = "hint", num_task_rows: int | None = None) -> TrainIterator:
+  """Deterministic, repeating, shuffled training batches of a task or mixture.
+
+  Args:
+    name: registered task or mixture name (see `available_names()`).
+    split: split to read, e.g. "train".
+    feature_lengths: `TASK_FEATURE_LENGTHS`: `instruction`, `inputs`, `targets` -> max length.
+    batch_size: global batch size (all processes together).
+    seed: data seed (independent of the model seed).
+    shard_id: index of this process; num_shards: number of processes.
+    start_step: first step to produce (resume).
+    converter: "hint" or "concat".
+    num_task_rows: rows of the HINT instruction table (default: the local batch size).
+
+  Returns:
+    A `TrainIterator` yielding dicts of numpy arrays with local batch size B / num_shards.
+  """
+  return TrainIterator(load_source(name, split), feature_lengths, batch_size, seed, shard_id,
+                       num_shards, start_step, converter, num_task_rows)
+
+
+@dataclasses.dataclass
+class EvalSet:
+  """All examples of an eval split in a fixed order, batched without shuffling or repetition.
+
+  `examples` keeps every example (with its strings: `targets_pretokenized`, `task`, ...) in global
+  order; `example_ids[step]` gives, for this process's rows of batch `step`, the index into
+  `examples`, or -1 for a padding row (padding repeats a real example with zero loss weights).
+  """
+  examples: list[dict]
+  batches: list[Batch]
+  example_ids: list[np.ndarray]
+  stats: converters.ConvertStats
+
+  def __iter__(self) -> Iterator[Batch]:
+    return iter(self.batches)
+
+  def __len__(self) -> int:
+    return len(self.batches)
+
+
+def eval_set(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,
+             shard_id: int = 0, num_shards: int = 1, converter: str = "hint",
+             num_task_rows: int | None = None) -> EvalSet:
+  """Every example of `split` once, in task order, in global batches padded at the end.
+
+  Args: as for `train_iterator` (no seed: nothing is shuffled).
+
+  Returns:
+    An `EvalSet`; iterate it for this process's batches.
+  """
+  source = load_source(name, split)
+  examples = [ex for exs in source.examples for ex in exs]
+  local = _check_sharding(batch_size, shard_id, num_shards)
+  stats = converters.ConvertStats()
+  batches, ids = [], []
+  for start in range(0, len(examples), batch_size):
+    ids_B = np.arange(start + shard_id * local, start + (shard_id + 1) * local)
+    ids_B = np.where(ids_B < len(examples), ids_B, -1)
+    rows = [examples[i] if i >= 0 else examples[-1] for i in ids_B]
+    batch, part = converters.convert(converter, rows, feature_lengths, num_task_rows)
+    batch[F.DECODER_LOSS_WEIGHTS] = batch[F.DECODER_LOSS_WEIGHTS] * (ids_B >= 0)[:, None]
+    stats.update(part)
+    batches.append(batch)
+    ids.append(ids_B.astype(np.int32))
+  return EvalSet(examples, batches, ids, stats)
+

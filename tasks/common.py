@@ -1,0 +1,65 @@
+"""Shared pieces of the task registrations: output features, idempotent add, simple sources."""
+import functools
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import seqio
+import tensorflow as tf
+
+from hint_jax.data import features as F
+from hint_jax.data import vocab as vocab_lib
+
+VOCAB_ENV_VAR = "HINT_VOCAB_PATH"
+DEFAULT_PREPROCESSORS = (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos)
+
+
+@functools.cache
+def vocabulary() -> seqio.SentencePieceVocabulary:
+  """The task vocabulary: $HINT_VOCAB_PATH (e.g. T5's spm model) or the committed default."""
+  return vocab_lib.get_seqio_vocabulary(os.environ.get(VOCAB_ENV_VAR) or None)
+
+
+def output_features() -> dict[str, seqio.Feature]:
+  """`instruction`, `inputs`, `targets` string features, tokenized with EOS appended."""
+  voc = vocabulary()
+  return {name: seqio.Feature(voc, add_eos=True, dtype=tf.int32)
+          for name in (F.INSTRUCTION, F.INPUTS, F.TARGETS)}
+
+
+def add_task(name: str, source: seqio.DataSource, metric_fns: Sequence[Callable] = (),
+             preprocessors: Sequence[Callable] = DEFAULT_PREPROCESSORS,
+             postprocess_fn: Callable | None = None) -> None:
+  """Registers a task unless a task of that name exists (registration is idempotent)."""
+  if name in seqio.TaskRegistry.names():
+    return
+  seqio.TaskRegistry.add(name, source=source, preprocessors=list(preprocessors),
+                         output_features=output_features(), metric_fns=list(metric_fns),
+                         postprocess_fn=postprocess_fn)
+
+
+def add_mixture(name: str, tasks: Sequence[str | tuple[str, float]],
+                default_rate: float | Callable | None = None) -> None:
+  """Registers a mixture unless one of that name exists."""
+  if name in seqio.MixtureRegistry.names():
+    return
+  seqio.MixtureRegistry.add(name, list(tasks), default_rate=default_rate)
+
+
+def records_dataset(records: Iterable[Mapping[str, object]]) -> tf.data.Dataset:
+  """An in-memory `tf.data.Dataset` of string records (all records share the same keys)."""
+  records = list(records)
+  if not records:
+    raise ValueError("no records")
+  columns = {k: [r[k] for r in records] for k in records[0]}
+  return tf.data.Dataset.from_tensor_slices(columns)
+
+
+def function_source(make_records: Callable[[str], Iterable[Mapping[str, object]]],
+                    splits: Sequence[str]) -> seqio.FunctionDataSource:
+  """A seqio source whose split is built in memory by `make_records(split)` when first read."""
+
+  def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+    del shuffle_files, seed  # records come in a fixed order; the batch pipeline shuffles.
+    return records_dataset(make_records(split))
+
+  return seqio.FunctionDataSource(dataset_fn, splits=list(splits))
