@@ -46,11 +46,14 @@ def add_mixture(name: str, tasks: Sequence[str | tuple[str, float]],
 
 
 def records_dataset(records: Iterable[Mapping[str, object]]) -> tf.data.Dataset:
-  """An in-memory `tf.data.Dataset` of string records (all records share the same keys)."""
+  """An in-memory `tf.data.Dataset` of records sharing keys (list values become ragged)."""
   records = list(records)
   if not records:
     raise ValueError("no records")
-  columns = {k: [r[k] for r in records] for k in records[0]}
+  columns = {}
+  for key in records[0]:
+    values = [r[key] for r in records]
+    columns[key] = tf.ragged.constant(values) if isinstance(values[0], list) else values
   return tf.data.Dataset.from_tensor_slices(columns)
 
 
