@@ -105,7 +105,7 @@ def _config_from_hf(raw: dict, directory: pathlib.Path, untied: bool) -> config_
 def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
   from safetensors import safe_open  # flax framework: reads bfloat16 too
   with safe_open(str(path), framework="flax") as f:
-    return {k: np.asarray(f.get_tensor(k), np.float32) for k in f}
+    return {k: np.asarray(f.get_tensor(k), np.float32) for k in f.keys()}  # noqa: SIM118
 
 
 def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
