@@ -39,9 +39,21 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint was written by a run whose model or optimizer differs from this one."""
 
 
+def _key(entry: Any) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
 def _shape_tree(tree: types.PyTree) -> dict[str, tuple[int, ...]]:
+  """{'a/0/b': shape} for every array leaf (dict, tuple and attribute keys alike)."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", ())) for p, x in leaves}
+  return {"/".join(_key(k) for k in p): tuple(getattr(x, "shape", ())) for p, x in leaves}
+
+
+def _handlers() -> dict[str, Any]:
+  return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
 class Checkpointer:
@@ -57,7 +69,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg.keep, enable_async_checkpointing=cfg.async_save, create=True)
     self._mgr = ocp.CheckpointManager(self.directory, options=options,
-                                      item_names=("state", "meta"))
+                                      item_handlers=_handlers())
 
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
@@ -108,7 +120,8 @@ class Checkpointer:
 
 def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
   """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint."""
-  mgr = ocp.CheckpointManager(epath.Path(directory), item_names=("state", "meta"),
+  mgr = ocp.CheckpointManager(epath.Path(directory),
+                              item_handlers={"state": ocp.PyTreeCheckpointHandler()},
                               options=ocp.CheckpointManagerOptions(read_only=True, create=False))
   step = mgr.latest_step() if step is None else step
   if step is None:

@@ -44,12 +44,13 @@ def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: Ho
                 mesh: Mesh) -> Setup:
   """Abstract state and its shardings from shapes alone (nothing is materialised)."""
   rules = cfg.mesh.rules
-  boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
+  rng = jax.eval_shape(jax.random.PRNGKey, 0)
+  boxed = jax.eval_shape(model.init, rng, example)
   sharding.check_param_axes(boxed, rules)
   param_sh = sharding.logical_shardings(boxed, mesh, rules)
   tx, schedule = optim.make_optimizer(cfg.optim)
   abstract = jax.eval_shape(functools.partial(state_lib.create, cfg.optim, tx),
-                            nn.unbox(boxed), jax.random.PRNGKey(0))
+                            nn.unbox(boxed), rng)
   trainable_sh, frozen_sh = state_lib.split_params(cfg.optim, param_sh)
   flat = sharding.flat_with_shapes(trainable_sh, abstract.trainable)
   rep = sharding.replicated(mesh)
@@ -62,12 +63,12 @@ def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: Ho
 
 def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
                  pretrained: Mapping[str, Any] | None) -> state_lib.TrainState:
-  def init_fn(rng):
-    rng_init, rng_train = jax.random.split(rng)
+  def init_fn():
+    rng_init, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed))
     params = nn.unbox(model.init(rng_init, example))
     return state_lib.create(cfg.optim, setup.tx, params, rng_train)
 
-  state = jax.jit(init_fn, out_shardings=setup.shardings)(jax.random.PRNGKey(cfg.seed))
+  state = jax.jit(init_fn, out_shardings=setup.shardings)()
   if pretrained is not None:
     params, _ = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
     trainable, frozen = state_lib.split_params(cfg.optim, params)

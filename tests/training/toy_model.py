@@ -59,14 +59,16 @@ class _Net(nn.Module):
 class ToyModel:
   """Implements `hint_jax.models.interface.Model` with a 3-layer toy network."""
 
-  def __init__(self, z_loss: float = 1e-4):
+  def __init__(self, z_loss: float = 1e-4, dropout: bool = True):
     self.net = _Net()
     self.z_loss = z_loss
+    self.dropout = dropout
 
   def init(self, rng_init, batch):
     return self.net.init(rng_init, batch)["params"]
 
   def loss_fn(self, params, batch, rng_dropout):
+    rng_dropout = rng_dropout if self.dropout else None
     logits = self.net.apply({"params": params}, batch, rng_dropout).astype(jnp.float32)
     targets = batch[F.DECODER_TARGET_TOKENS]
     weights = batch[F.DECODER_LOSS_WEIGHTS].astype(jnp.float32)

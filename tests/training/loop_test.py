@@ -1,0 +1,140 @@
+"""Loop tests: bitwise resume, partial restore, config mismatch, non-finite handling, metrics."""
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from hint_jax.data import features as F
+from hint_jax.training import checkpoint, loop, optim
+from hint_jax.training import config as config_lib
+from tests.training import toy_model
+
+
+def _cfg(model_dir, steps, **kw):
+  return config_lib.TrainConfig(
+      model_dir=str(model_dir), train_steps=steps,
+      optim=kw.pop("optim", optim.OptimConfig(learning_rate=1e-2, schedule="rsqrt",
+                                              warmup_steps=2)),
+      checkpoint=checkpoint.CheckpointConfig(period=2, keep=2), log_every=2,
+      peak_flops=1e9, progress_bar=False, signature="toy", **kw)
+
+
+def _flat(tree):
+  return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(tree),
+                                                                  sep="/").items()}
+
+
+class _Interrupted(Exception):
+  pass
+
+
+def _interrupting_source(at_step):
+  data = toy_model.source()
+
+  def source(start):
+    for i, b in enumerate(data(start), start):
+      if i == at_step:
+        raise _Interrupted()
+      yield b
+  return source
+
+
+def test_resume_after_interruption_is_bitwise_equal(tmp_path):
+  with jax.transfer_guard("disallow"):
+    full = loop.train(_cfg(tmp_path / "a", 6), toy_model.ToyModel(), toy_model.source())
+    with pytest.raises(_Interrupted):  # dies while fetching the batch of step 6
+      loop.train(_cfg(tmp_path / "b", 6), toy_model.ToyModel(), _interrupting_source(5))
+  ckpts = checkpoint.Checkpointer(tmp_path / "b" / "checkpoints",
+                                  checkpoint.CheckpointConfig(), "unused")
+  assert ckpts.all_steps() == [2, 4]
+  resumed = loop.train(_cfg(tmp_path / "b", 6), toy_model.ToyModel(), toy_model.source())
+  assert int(resumed.step) == 6
+  fa, fb = _flat(full.params()), _flat(resumed.params())
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+  for x, y in zip(jax.tree.leaves(full.opt_state), jax.tree.leaves(resumed.opt_state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  np.testing.assert_array_equal(jax.random.key_data(full.rng), jax.random.key_data(resumed.rng))
+
+
+def test_partial_restore_takes_backbone_and_keeps_fresh_hypernet(tmp_path):
+  donor = loop.train(_cfg(tmp_path / "donor", 2), toy_model.ToyModel(), toy_model.source())
+  source = checkpoint.load_params(tmp_path / "donor" / "checkpoints")
+  assert "backbone/wi" in source and "hypernet/wi" in source
+  cfg = dataclasses.replace(_cfg(tmp_path / "new", 0), seed=7)
+  fresh = loop.train(cfg, toy_model.ToyModel(), toy_model.source())
+  restored = loop.train(dataclasses.replace(cfg, model_dir=str(tmp_path / "new2")),
+                        toy_model.ToyModel(), toy_model.source(), pretrained=source)
+  got, want_bb, want_hn = _flat(restored.params()), _flat(donor.params()), _flat(fresh.params())
+  for k in got:
+    np.testing.assert_array_equal(got[k], want_bb[k] if k.startswith("backbone/")
+                                  else want_hn[k], err_msg=k)
+  with pytest.raises(ValueError, match="not in the source"):
+    checkpoint.restore_matching(restored.params(), {"backbone/wi": source["backbone/wi"]},
+                                ("backbone/.*",))
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+  loop.train(_cfg(tmp_path, 2), toy_model.ToyModel(), toy_model.source())
+  other = dataclasses.replace(_cfg(tmp_path, 4), signature="toy d_model=64")
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="different config"):
+    loop.train(other, toy_model.ToyModel(), toy_model.source())
+
+
+class _NanAtStep(toy_model.ToyModel):
+  def loss_fn(self, params, batch, rng_dropout):
+    loss, aux = super().loss_fn(params, batch, rng_dropout)
+    return jnp.where(aux["weight_sum"] > 0, loss, jnp.nan), aux
+
+
+def _poisoned_source(bad_index):
+  data = toy_model.source()
+
+  def source(start):
+    for i, b in enumerate(data(start), start):
+      if i == bad_index:
+        b = {**b, F.DECODER_LOSS_WEIGHTS: np.zeros_like(b[F.DECODER_LOSS_WEIGHTS])}
+      yield b
+  return source
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  with pytest.raises(loop.NonFiniteLossError, match="step 4.*Last good checkpoint: step 2"):
+    loop.train(_cfg(tmp_path, 6), _NanAtStep(), _poisoned_source(3))
+  ckpts = checkpoint.Checkpointer(tmp_path / "checkpoints", checkpoint.CheckpointConfig(), "x")
+  assert ckpts.all_steps() == [2]
+
+
+def test_skip_nonfinite_counts_and_continues(tmp_path):
+  cfg = dataclasses.replace(_cfg(tmp_path, 6), skip_nonfinite=True)
+  state = loop.train(cfg, _NanAtStep(), _poisoned_source(3))
+  assert int(state.step) == 6 and int(state.skipped) == 1
+  assert all(np.isfinite(v).all() for v in _flat(state.params()).values())
+
+
+def test_metrics_and_eval_are_written_to_tensorboard(tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+  calls = []
+
+  def callback(params, step):
+    calls.append(step)
+    return {"exact_match": 12.5}
+
+  cfg = dataclasses.replace(_cfg(tmp_path, 4), eval_every=2, num_microbatches=2)
+  loop.train(cfg, toy_model.ToyModel(), toy_model.source(),
+             eval_data=lambda: (toy_model.make_batch(100 + i) for i in range(2)),
+             eval_callbacks=[callback])
+  assert calls == [2, 4]
+  events = list(pathlib.Path(tmp_path).glob("events.out.tfevents.*"))
+  acc = event_accumulator.EventAccumulator(str(events[0]))
+  acc.Reload()
+  tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+  for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/grad_norm",
+              "train/tokens_per_s", "train/step_time", "train/mfu", "eval/loss",
+              "eval/accuracy", "eval/exact_match"):
+    assert tag in tags, (tag, tags)
