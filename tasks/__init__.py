@@ -1,2 +1,2 @@
 """SeqIO task and mixture registrations for HINT (SNI, P3, hyper-pretraining, synthetic)."""
-from tasks import sni, synthetic  # noqa: F401  (registers tasks on import)
+from tasks import p3, pretrain, sni, synthetic  # noqa: F401  (registers tasks on import)

@@ -45,6 +45,14 @@ def add_mixture(name: str, tasks: Sequence[str | tuple[str, float]],
   seqio.MixtureRegistry.add(name, list(tasks), default_rate=default_rate)
 
 
+def _ragged(values: list[list]) -> tf.RaggedTensor:
+  """Ragged column from python lists (much faster than `tf.ragged.constant` on big inputs)."""
+  flat = [x for row in values for x in row]
+  dtype = tf.string if flat and isinstance(flat[0], str) else tf.int32
+  return tf.RaggedTensor.from_row_lengths(tf.constant(flat, dtype=dtype),
+                                          [len(row) for row in values])
+
+
 def records_dataset(records: Iterable[Mapping[str, object]]) -> tf.data.Dataset:
   """An in-memory `tf.data.Dataset` of records sharing keys (list values become ragged)."""
   records = list(records)
@@ -53,7 +61,7 @@ def records_dataset(records: Iterable[Mapping[str, object]]) -> tf.data.Dataset:
   columns = {}
   for key in records[0]:
     values = [r[key] for r in records]
-    columns[key] = tf.ragged.constant(values) if isinstance(values[0], list) else values
+    columns[key] = _ragged(values) if isinstance(values[0], list) else values
   return tf.data.Dataset.from_tensor_slices(columns)
 
 

@@ -1,0 +1,156 @@
+"""P3 / T0 records: readers (p3_sample jsonl, P3 tfrecords) and masked-template instructions.
+
+HINT's hypernetwork input for P3 is the promptsource template with every field replaced by
+`[MASK]`. promptsource is not a dependency, so the template is recovered from the rendered prompts
+of one template: the words present (in order) in every prompt are template text, each run of
+varying words is one `[MASK]`. Short islands (<= 2 words) between masks are field content that
+happened to match and are folded into the mask.
+"""
+import dataclasses
+import difflib
+import functools
+import json
+import os
+import random
+import re
+from collections.abc import Iterator, Sequence
+
+from etils import epath
+
+from hint_jax.data import features as F
+from hint_jax.data import paths
+
+MASK = "[MASK]"
+T0_MIXING_CAP = 500_000  # T0: examples-proportional mixing, each dataset capped at 500k
+_TOKEN = re.compile(r"\S+|\n")
+_ISLAND = 2
+
+
+class P3FormatError(ValueError):
+  """A P3 record that cannot be read; the message names the file and line."""
+
+
+def _words(text: str) -> list[str]:
+  return _TOKEN.findall(text)
+
+
+def _join(words: Sequence[str]) -> str:
+  return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n").strip()
+
+
+def _constant_mask(base: list[str], others: Sequence[list[str]]) -> list[bool]:
+  keep = [True] * len(base)
+  for other in others:
+    matched = [False] * len(base)
+    matcher = difflib.SequenceMatcher(None, base, other, autojunk=False)
+    for start, _, size in matcher.get_matching_blocks():
+      matched[start:start + size] = [True] * size
+    keep = [k and m for k, m in zip(keep, matched)]
+  return keep
+
+
+def masked_template(prompts: Sequence[str], max_compare: int = 16) -> str:
+  """The template text shared by `prompts` with each varying span replaced by `[MASK]`."""
+  words = [_words(p) for p in prompts[:max_compare]]
+  if len(words) < 2:
+    return _join(words[0]) if words else ""
+  keep = _constant_mask(words[0], words[1:])
+  runs: list[tuple[bool, list[str]]] = []
+  for word, k in zip(words[0], keep):
+    if runs and runs[-1][0] == k:
+      runs[-1][1].append(word)
+    else:
+      runs.append((k, [word]))
+  out: list[str] = []
+  for i, (k, ws) in enumerate(runs):
+    between_masks = 0 < i < len(runs) - 1
+    if k and not (between_masks and len(ws) <= _ISLAND and "\n" not in ws):
+      out.extend(ws)
+    elif not out or out[-1] != MASK:
+      out.append(MASK)
+  return _join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class P3Config:
+  """How P3 records are built.
+
+  Attributes:
+    p3_dir: directory with `templates/*.jsonl` (None = the configured data).
+    fmt: "hint" (masked template -> instruction) or "concat" (prompt only, T0 style).
+    validation_per_template: last examples of each template kept for `validation`.
+    cap: at most this many examples per template (a seeded subset; T0's mixing cap).
+    seed: seed of the capped subset.
+  """
+  p3_dir: str | os.PathLike | None = None
+  fmt: str = "hint"
+  validation_per_template: int = 5
+  cap: int = T0_MIXING_CAP
+  seed: int = 0
+
+
+def read_jsonl(path: epath.Path) -> list[dict]:
+  """Records `{template, inputs, targets}` of one p3_sample file."""
+  out = []
+  for i, line in enumerate(path.read_text(encoding="utf-8").split("\n")):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise P3FormatError(f"{path}:{i + 1}: malformed JSON: {e}") from None
+    for key in ("inputs", "targets"):
+      if not isinstance(record.get(key), str):
+        raise P3FormatError(f"{path}:{i + 1}: missing field {key!r}")
+    out.append(record)
+  return out
+
+
+def read_tfrecord(path: str) -> list[dict]:
+  """Records of a P3 tfrecord file (`inputs_pretokenized`, `targets_pretokenized`, and the
+  optional `answer_choices` / `is_correct` of the scoring variants)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # only this reader needs TF
+  spec = {"inputs_pretokenized": tf.io.FixedLenFeature([], tf.string),
+          "targets_pretokenized": tf.io.FixedLenFeature([], tf.string),
+          "answer_choices": tf.io.VarLenFeature(tf.string),
+          "is_correct": tf.io.VarLenFeature(tf.int64)}
+  out = []
+  for raw in tf.data.TFRecordDataset(path):
+    ex = tf.io.parse_single_example(raw, spec)
+    choices = [c.decode("utf-8") for c in tf.sparse.to_dense(ex["answer_choices"]).numpy()]
+    record = {"inputs": ex["inputs_pretokenized"].numpy().decode("utf-8"),
+              "targets": ex["targets_pretokenized"].numpy().decode("utf-8").strip(),
+              "answer_choices": choices}
+    correct = tf.sparse.to_dense(ex["is_correct"]).numpy().tolist()
+    if correct:
+      record["is_correct"] = bool(correct[0])
+    out.append(record)
+  return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_of(path: str) -> str:
+  return masked_template([r["inputs"] for r in read_jsonl(epath.Path(path))])
+
+
+def template_files(cfg: P3Config) -> list[epath.Path]:
+  files = sorted(paths.p3_dir(cfg.p3_dir).glob("templates/*.jsonl"))
+  if not files:
+    raise P3FormatError(f"no P3 template files under {paths.p3_dir(cfg.p3_dir)}/templates")
+  return files
+
+
+def records(split: str, cfg: P3Config = P3Config()) -> Iterator[dict]:
+  """Yields `{instruction, inputs, targets, task}` for `split` ("train" or "validation")."""
+  if split not in ("train", "validation"):
+    raise ValueError(f"unknown P3 split {split!r}; available: ('train', 'validation')")
+  for path in template_files(cfg):
+    recs = read_jsonl(path)
+    template = _template_of(str(path)) if cfg.fmt == "hint" else ""
+    cut = len(recs) - cfg.validation_per_template
+    chosen = recs[:cut] if split == "train" else recs[cut:]
+    if len(chosen) > cfg.cap:
+      chosen = random.Random(f"{cfg.seed}/{path.stem}").sample(chosen, cfg.cap)
+    for r in chosen:
+      yield {F.INSTRUCTION: template, F.INPUTS: r["inputs"], F.TARGETS: r["targets"].strip(),
+             "task": r.get("template", path.stem)}
