@@ -1,0 +1,238 @@
+"""`HintModel`: the HINT model (and its baselines) behind the trainer's `Model` interface.
+
+Encode once: `encode_task(params, instructions)` runs the instruction encoder and hypernetwork
+once per task and returns a `TaskEncoding`; `apply(params, encoding, inputs, targets)` and
+`generate(...)` run the adapted backbone for any number of examples of those tasks. The training
+forward is literally `apply(encode_task(...))`, so both paths agree exactly.
+
+Task de-duplication: a batch may carry `task_index` [B] into a per-batch table of unique
+instructions `hyper_encoder_input_tokens` [T, I] (T static); the hypernetwork then runs T times,
+not B times, and generated parameters are gathered per example with `spec.take`. Without
+`task_index`, T == B and row b belongs to example b.
+
+Instructions: pad 0; an EOS-only instruction is valid (it still yields parameters); rows that
+are all padding (unused rows of a padded task table) give finite, unused parameters. Length I
+must not exceed `config.max_instruction_length` (the data side truncates and counts).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hint_jax import types
+from hint_jax.data import features
+from hint_jax.hypernet import model as hypernet_lib
+from hint_jax.models import config as config_lib
+from hint_jax.models import groups
+from hint_jax.peft import spec
+from hint_jax.t5 import model as t5_model
+
+BACKBONE = groups.BACKBONE
+HYPERNET = groups.HYPERNET
+INSTRUCTION_ENCODER = "instruction_encoder"  # key of the separate copy under params["hypernet"]
+
+
+class TaskEncoding(NamedTuple):
+  """Everything a task contributes, computed once per instruction (what serving caches).
+
+  Attributes:
+    task_params: generated TaskParams [T, N, ...], or None without a hypernetwork.
+    encoded: the encoded instruction H_I [T, I, D] (padding zeroed) for fusion, or None.
+    mask: its padding mask [T, I] (True = token), or None without fusion.
+  """
+  task_params: spec.TaskParams | None
+  encoded: jax.Array | None
+  mask: jax.Array | None
+
+
+def _rngs(rng: types.PRNGKey | None) -> dict:
+  return {} if rng is None else {"dropout": rng}
+
+
+def _split(rng: types.PRNGKey | None, num: int) -> list:
+  return [None] * num if rng is None else list(jax.random.split(rng, num))
+
+
+class HintModel:
+  """HINT or a baseline, chosen by `HintConfig`; implements `models.interface.Model`.
+
+  Params: `{"backbone": T5 params, "hypernet": {...}}`; "hypernet" is absent for plain T5.
+  """
+
+  def __init__(self, config: config_lib.HintConfig):
+    self.config = config
+    self.t5 = t5_model.T5(config.t5)
+    self.hypernet = None
+    if config.hypernet is not None:
+      self.hypernet = hypernet_lib.Hypernet(config.hypernet, config.peft, config.t5.dims,
+                                            dtype=config.t5.compute_dtype)
+
+  # ---- parameters ----------------------------------------------------------------------------
+
+  def init(self, rng_init: types.PRNGKey, batch: types.Batch) -> types.PyTree:
+    """Fresh boxed parameters; only the shapes of the batch's first example are used."""
+    rng_t5, rng_hyper, rng_encoder = jax.random.split(rng_init, 3)
+    enc_1L = jnp.asarray(batch[features.ENCODER_INPUT_TOKENS])[:1]
+    dec_1T = jnp.asarray(batch[features.DECODER_INPUT_TOKENS])[:1]
+    params = {BACKBONE: self.t5.init(rng_t5, enc_1L, dec_1T)["params"]}
+    hyper = {}
+    if self.hypernet is not None:
+      encoded_1ID = jnp.zeros((1, 1, self.config.t5.d_model), jnp.float32)
+      hyper.update(self.hypernet.init(rng_hyper, encoded_1ID, jnp.ones((1, 1), bool))["params"])
+    if self.config.uses_instruction and self.config.instruction_encoder == "separate":
+      hyper[INSTRUCTION_ENCODER] = self.t5.init(rng_encoder, enc_1L, method=t5_model.T5.encode)[
+          "params"]
+    if hyper:
+      params[HYPERNET] = hyper
+    return params
+
+  def param_labels(self, params: types.PyTree) -> types.PyTree:
+    """'backbone' or 'hypernet' for every leaf (the top-level owner)."""
+    return groups.owner_labels(params)
+
+  # ---- encode once ---------------------------------------------------------------------------
+
+  def encode_instructions(self, params: types.PyTree, instruction_tokens_TI: jax.Array,
+                          rng_dropout: types.PRNGKey | None = None
+                          ) -> tuple[jax.Array, jax.Array]:
+    """H_I [T, I, D] (padding rows zeroed) and its mask [T, I] from instruction tokens."""
+    if instruction_tokens_TI.shape[-1] > self.config.max_instruction_length:
+      raise ValueError(f"instruction length {instruction_tokens_TI.shape[-1]} exceeds "
+                       f"max_instruction_length={self.config.max_instruction_length}; truncate "
+                       "(and count) in the data pipeline")
+    if self.config.instruction_encoder == "shared":
+      encoder_params = params[BACKBONE]  # the backbone's encoder, no adapters or prefixes
+    else:
+      encoder_params = params[HYPERNET][INSTRUCTION_ENCODER]
+    encoded_TID = self.t5.apply({"params": encoder_params}, instruction_tokens_TI, None,
+                                rng_dropout is not None, method=t5_model.T5.encode,
+                                rngs=_rngs(rng_dropout))
+    mask_TI = instruction_tokens_TI > 0
+    return encoded_TID * mask_TI[..., None].astype(encoded_TID.dtype), mask_TI
+
+  def encode_task(self, params: types.PyTree, instruction_tokens_TI: jax.Array | None,
+                  rng_dropout: types.PRNGKey | None = None) -> TaskEncoding:
+    """Runs the instruction encoder and hypernetwork once per instruction row.
+
+    Args:
+      params: full unboxed params.
+      instruction_tokens_TI: [T, I] instruction table (may be None for plain T5).
+      rng_dropout: dropout (backbone dropout in the encoder, generator dropout) iff given.
+
+    Returns:
+      TaskEncoding with [T, ...] leaves.
+    """
+    if not self.config.uses_instruction:
+      return TaskEncoding(None, None, None)
+    if instruction_tokens_TI is None:
+      raise ValueError(f"this model needs '{features.HYPER_ENCODER_INPUT_TOKENS}' in the batch")
+    rng_encoder, rng_hyper = _split(rng_dropout, 2)
+    encoded_TID, mask_TI = self.encode_instructions(params, jnp.asarray(instruction_tokens_TI),
+                                                    rng_encoder)
+    task_params = None
+    if self.hypernet is not None:
+      hyper = {k: v for k, v in params[HYPERNET].items() if k != INSTRUCTION_ENCODER}
+      task_params = self.hypernet.apply({"params": hyper}, encoded_TID, mask_TI,
+                                        rng_hyper is not None, rngs=_rngs(rng_hyper))
+    if not self.config.fusion:
+      return TaskEncoding(task_params, None, None)
+    return TaskEncoding(task_params, encoded_TID, mask_TI)
+
+  @staticmethod
+  def per_example(encoding: TaskEncoding, task_index_B: jax.Array | None) -> TaskEncoding:
+    """Gathers a [T, ...] TaskEncoding into per-example [B, ...] rows (identity without index)."""
+    if task_index_B is None:
+      return encoding
+    task_params = None
+    if encoding.task_params is not None:
+      task_params = spec.take(encoding.task_params, task_index_B)
+    take = lambda x: None if x is None else jnp.take(x, task_index_B, axis=0)
+    return TaskEncoding(task_params, take(encoding.encoded), take(encoding.mask))
+
+  # ---- adapted forward -----------------------------------------------------------------------
+
+  def encode_inputs(self, params: types.PyTree, encoding: TaskEncoding,
+                    encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None,
+                    rng_dropout: types.PRNGKey | None = None
+                    ) -> tuple[jax.Array, jax.Array, TaskEncoding]:
+    """Adapted encoder output, fused with H_I when configured.
+
+    Returns:
+      (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example encoding).
+    """
+    example = self.per_example(encoding, task_index_B)
+    encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
+                                example.task_params, rng_dropout is not None,
+                                method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
+    mask_BL = (encoder_input_tokens_BL > 0).astype(jnp.int32)
+    if example.encoded is not None:
+      encoded_BLD = jnp.concatenate([example.encoded.astype(encoded_BLD.dtype), encoded_BLD], 1)
+      mask_BL = jnp.concatenate([example.mask.astype(jnp.int32), mask_BL], axis=1)
+    return encoded_BLD, mask_BL, example
+
+  def apply(self, params: types.PyTree, encoding: TaskEncoding,
+            encoder_input_tokens_BL: jax.Array, decoder_input_tokens_BT: jax.Array,
+            task_index_B: jax.Array | None = None,
+            rng_dropout: types.PRNGKey | None = None) -> jax.Array:
+    """Logits [B, T, V] (float32) of the backbone adapted by a (cached) TaskEncoding."""
+    rng_encode, rng_decode = _split(rng_dropout, 2)
+    encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
+                                                       task_index_B, rng_encode)
+    return self.t5.apply({"params": params[BACKBONE]}, encoded_BSD, mask_BS,
+                         decoder_input_tokens_BT, example.task_params, rng_decode is not None,
+                         method=t5_model.T5.decode, rngs=_rngs(rng_decode))
+
+  def forward(self, params: types.PyTree, batch: types.Batch,
+              rng_dropout: types.PRNGKey | None = None) -> jax.Array:
+    """The full training forward: `apply(encode_task(...))`; logits [B, T, V]."""
+    rng_task, rng_apply = _split(rng_dropout, 2)
+    encoding = self.encode_task(params, batch.get(features.HYPER_ENCODER_INPUT_TOKENS), rng_task)
+    return self.apply(params, encoding, batch[features.ENCODER_INPUT_TOKENS],
+                      batch[features.DECODER_INPUT_TOKENS], batch.get(features.TASK_INDEX),
+                      rng_apply)
+
+  # ---- Model interface -----------------------------------------------------------------------
+
+  def loss_fn(self, params: types.PyTree, batch: types.Batch,
+              rng_dropout: types.PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
+    """Mean weighted cross-entropy (+ z-loss) and summed metrics, see `models.interface`."""
+    from hint_jax.models import losses  # TODO(issue 3): top-level import once it lands
+    logits_BTV = self.forward(params, batch, rng_dropout)
+    return losses.loss_and_metrics(
+        logits_BTV, batch[features.DECODER_TARGET_TOKENS],
+        batch[features.DECODER_LOSS_WEIGHTS], z_loss=self.config.z_loss,
+        label_smoothing=self.config.label_smoothing)
+
+  def score_fn(self, params: types.PyTree, batch: types.Batch) -> jax.Array:
+    """[B] weighted sum of target log-likelihoods (rank classification), no dropout."""
+    logits_BTV = self.forward(params, batch)
+    log_probs_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+    targets_BT = batch[features.DECODER_TARGET_TOKENS]
+    token_BT = jnp.take_along_axis(log_probs_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    return jnp.sum(token_BT * batch[features.DECODER_LOSS_WEIGHTS], axis=-1)
+
+  def generate(self, params: types.PyTree, encoding: TaskEncoding,
+               encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None, *,
+               max_decode_len: int, **decode_options: Any) -> jax.Array:
+    """Decodes [B, T] tokens with a (cached) TaskEncoding; prefixes live in the decoding cache."""
+    from hint_jax.t5 import decoding  # TODO(issue 3): top-level import once it lands
+    encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
+                                                       task_index_B)
+    return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, example.task_params,
+                           max_decode_len=max_decode_len, **decode_options)
+
+  def predict_batch(self, params: types.PyTree, batch: types.Batch, *, max_decode_len: int,
+                    **decode_options: Any) -> jax.Array:
+    """[B, T] decoded ids: `generate(encode_task(...))`. Options: method, beam size, ..."""
+    encoding = self.encode_task(params, batch.get(features.HYPER_ENCODER_INPUT_TOKENS))
+    return self.generate(params, encoding, batch[features.ENCODER_INPUT_TOKENS],
+                         batch.get(features.TASK_INDEX), max_decode_len=max_decode_len,
+                         **decode_options)
+
+
+def unbox(params: types.PyTree) -> types.PyTree:
+  """Plain arrays from boxed (logically partitioned) params."""
+  return nn.unbox(params)
