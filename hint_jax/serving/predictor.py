@@ -1,0 +1,223 @@
+"""`Predictor`: cached per-instruction TaskParams and mixed-task batched generation for serving."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hint_jax import types
+from hint_jax.models import hint
+from hint_jax.peft import spec
+from hint_jax.serving import batching
+from hint_jax.serving import cache as cache_lib
+
+DECODE_OPTIONS = ("method", "num_beams", "length_penalty", "early_stopping", "temperature",
+                  "top_k", "top_p", "seed", "max_decode_len")
+
+
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+  """Static shapes: each request batch is padded up to one of these, so jit compiles a few
+  programs once instead of one per request.
+
+  Attributes:
+    batch_sizes: example rows per compiled step (a batch larger than the biggest is split).
+    input_lengths: encoder input lengths L (longer inputs are truncated to the biggest).
+    instruction_lengths: instruction lengths I (capped by the model's max_instruction_length).
+    max_decode_len: default number of generated positions.
+  """
+  batch_sizes: tuple[int, ...] = (1, 8, 32)
+  input_lengths: tuple[int, ...] = (32, 64, 128, 256, 512)
+  instruction_lengths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+  max_decode_len: int = 64
+
+
+def params_fingerprint(params: types.PyTree, config: Any = None) -> str:
+  """sha256 over the config repr and every parameter's path, shape, dtype and bytes."""
+  h = hashlib.sha256(repr(config).encode())
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    arr = np.asarray(leaf)
+    h.update(f"{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
+    h.update(arr.tobytes())
+  return h.hexdigest()[:16]
+
+
+def _check_texts(name: str, values: Any) -> list[str]:
+  if isinstance(values, str) or not isinstance(values, Sequence):
+    raise ValueError(f"{name} must be a list of strings, got {type(values).__name__}")
+  for i, v in enumerate(values):
+    if not isinstance(v, str):
+      raise ValueError(f"{name}[{i}] must be a string, got {type(v).__name__}")
+  return list(values)
+
+
+def _pad_rows(x: jax.Array, rows: int, length: int | None = None) -> jax.Array:
+  """Zero-pads axis 0 to `rows` (and axis 1 to `length`)."""
+  pad = [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
+  if length is not None:
+    pad[1] = (0, length - x.shape[1])
+  return jnp.pad(x, pad)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(model: hint.HintModel):
+  """(jitted encode_task, jitted generate) shared by every Predictor of the same model object."""
+  def generate(params, encoding, tokens_BL, index_B, rng, opts):
+    return model.generate(params, encoding, tokens_BL, index_B, rng=rng, **dict(opts))
+  return jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",))
+
+
+class Predictor:
+  """Adapts a HINT model to instructions once and serves batches that mix tasks.
+
+  Each distinct instruction is encoded (instruction encoder + hypernetwork) once and cached by a
+  content hash of (instruction, checkpoint); every batch is then decoded in one compiled step
+  whose task table holds the batch's distinct instructions and whose index picks one row per
+  example. A model without instruction inputs (the concatenation baseline) gets
+  `concat_template` as its encoder input instead.
+  """
+
+  def __init__(self, model: hint.HintModel, params: types.PyTree, vocab, *,
+               checkpoint_id: str | None = None, cache_bytes: int = 1 << 30,
+               cache_dir: str | None = None, buckets: Buckets = Buckets(),
+               concat_template: str = "{instruction}\n\n{input}"):
+    """Args:
+      model: a `HintModel` (HINT, an ablation or the concatenation baseline).
+      params: its unboxed params.
+      vocab: a `hint_jax.data.vocab.Vocabulary` (encode_batch / decode).
+      checkpoint_id: identity of the weights for cache keys (default: a params fingerprint).
+      cache_bytes: byte budget of the in-memory TaskParams LRU.
+      cache_dir: optional directory for the on-disk cache tier.
+      buckets: static batch and length buckets.
+      concat_template: input text for models that take no instruction input.
+    """
+    self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
+    self.concat_template = concat_template
+    self.checkpoint_id = checkpoint_id or params_fingerprint(params, model.config)
+    self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir)
+    max_i = model.config.max_instruction_length
+    self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
+    self._encode_task, self._generate = _compiled(model)
+
+  @classmethod
+  def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,
+                      **kwargs) -> Predictor:
+    """Loads the latest (or given) step of a trainer model directory.
+
+    The model config comes from `config`, the checkpoint meta or `<model_dir>/hint_config.json`;
+    the vocabulary defaults to the committed one.
+    """
+    from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+    from hint_jax.serving import checkpoint_io  # pylint: disable=g-import-not-at-top  # orbax
+    config, params, identity = checkpoint_io.load(model_dir, step, config)
+    params = jax.tree.map(jnp.asarray, params)
+    return cls(hint.HintModel(config), params, vocab or vocab_lib.get_vocabulary(),
+               checkpoint_id=identity, **kwargs)
+
+  @property
+  def uses_instruction(self) -> bool:
+    return self.model.config.uses_instruction
+
+  # ---- adaptation ---------------------------------------------------------------------------
+
+  def _encode(self, instruction: str) -> cache_lib.Adaptation:
+    max_len = self._instruction_buckets[-1]
+    tokens = batching.tokenize(self.vocab, [instruction], max_len)
+    tokens_1I = batching.pad_to_bucket(tokens, self._instruction_buckets)
+    encoding = self._encode_task(self.params, jnp.asarray(tokens_1I))
+    return cache_lib.Adaptation(encoding.task_params, encoding.encoded, encoding.mask)
+
+  def adaptation(self, instruction: str) -> cache_lib.Adaptation:
+    """Cached (TaskParams, H_I, mask) of one instruction, generated on a miss."""
+    if not isinstance(instruction, str):
+      raise ValueError(f"instruction must be a string, got {type(instruction).__name__}")
+    if not self.uses_instruction:
+      raise ValueError("this model takes no instruction input, so it has no adaptation")
+    key = cache_lib.cache_key(instruction, self.checkpoint_id)
+    return self.cache.get_or_create(key, lambda: self._encode(instruction))
+
+  def adapt(self, instruction: str) -> spec.TaskParams | None:
+    """TaskParams [1, N, ...] generated from `instruction` (None for a model without them)."""
+    return self.adaptation(instruction).task_params
+
+  # ---- generation ---------------------------------------------------------------------------
+
+  def _table(self, entries: Sequence[cache_lib.Adaptation], rows: int) -> hint.TaskEncoding:
+    """Stacks distinct adaptations into a task table of `rows` rows (zero rows are unused)."""
+    params = None
+    if entries[0].task_params is not None:
+      params = jax.tree.map(lambda *xs: _pad_rows(jnp.concatenate(xs, 0), rows),
+                            *[e.task_params for e in entries])
+    if entries[0].hidden is None:
+      return hint.TaskEncoding(params, None, None)
+    length = max(e.hidden.shape[1] for e in entries)
+    hidden = jnp.concatenate([_pad_rows(e.hidden, 1, length) for e in entries], 0)
+    mask = jnp.concatenate([_pad_rows(e.mask, 1, length) for e in entries], 0)
+    return hint.TaskEncoding(params, _pad_rows(hidden, rows), _pad_rows(mask, rows))
+
+  def _inputs(self, instructions: Sequence[str], inputs: Sequence[str], rows: int) -> jax.Array:
+    texts = list(inputs)
+    if not self.uses_instruction:
+      texts = [self.concat_template.format(instruction=i, input=x)
+               for i, x in zip(instructions, inputs)]
+    max_len = max(self.buckets.input_lengths)
+    tokens = batching.tokenize(self.vocab, texts, max_len)
+    return jnp.asarray(batching.pad_to_bucket(tokens, self.buckets.input_lengths, rows))
+
+  def _batch(self, instructions, inputs, opts: tuple, rng) -> list[str]:
+    rows = batching.bucket(len(inputs), self.buckets.batch_sizes)
+    tokens_BL = self._inputs(instructions, inputs, rows)
+    index_B = np.zeros((rows,), np.int32)
+    encoding = hint.TaskEncoding(None, None, None)
+    if self.uses_instruction:
+      distinct = list(dict.fromkeys(instructions))
+      index_B[:len(inputs)] = [distinct.index(i) for i in instructions]
+      encoding = self._table([self.adaptation(i) for i in distinct], rows)
+    out_BT = self._generate(self.params, encoding, tokens_BL, jnp.asarray(index_B), rng, opts)
+    out_BT = np.asarray(out_BT)
+    return [self.vocab.decode(out_BT[i]) for i in range(len(inputs))]
+
+  def _options(self, decode_options: dict) -> tuple[tuple, jax.Array]:
+    unknown = sorted(set(decode_options) - set(DECODE_OPTIONS))
+    if unknown:
+      raise ValueError(f"unknown decode option(s) {unknown}; choose from {DECODE_OPTIONS}")
+    opts = dict(decode_options)
+    seed = int(opts.pop("seed", 0))
+    opts.setdefault("max_decode_len", self.buckets.max_decode_len)
+    opts.setdefault("method", "greedy")
+    if opts["method"] not in ("greedy", "sample", "beam"):
+      raise ValueError(f"decode method must be greedy, sample or beam, got {opts['method']!r}")
+    return tuple(sorted(opts.items())), jax.random.key(seed)
+
+  def generate(self, instructions: Sequence[str], inputs: Sequence[str],
+               **decode_options: Any) -> list[str]:
+    """Decoded text for every (instruction, input) pair; each input has its own instruction.
+
+    Args:
+      instructions: one instruction per input ("" is a valid, empty instruction).
+      inputs: the inputs.
+      **decode_options: method ("greedy", "sample", "beam"), max_decode_len, num_beams,
+        length_penalty, early_stopping, temperature, top_k, top_p, seed.
+
+    Returns:
+      One string per input, in order.
+
+    Raises:
+      ValueError: mismatched lengths, a non-string entry, or an unknown option (one line).
+    """
+    instructions = _check_texts("instructions", instructions)
+    inputs = _check_texts("inputs", inputs)
+    if len(instructions) != len(inputs):
+      raise ValueError(f"got {len(instructions)} instructions but {len(inputs)} inputs")
+    opts, rng = self._options(decode_options)
+    out = []
+    for n, (start, stop) in enumerate(batching.chunks(len(inputs), max(self.buckets.batch_sizes))):
+      out += self._batch(instructions[start:stop], inputs[start:stop], opts,
+                         jax.random.fold_in(rng, n))
+    return out

@@ -1,0 +1,143 @@
+"""Tests for the serving Predictor: caching, mixed-task batches, buckets, input validation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hint_jax.data import features
+from hint_jax.data import vocab as vocab_lib
+from hint_jax.models import config as model_config
+from hint_jax.models import hint
+from hint_jax.peft import spec
+from hint_jax.serving import predictor as predictor_lib
+from hint_jax.t5 import config as t5_config
+
+BUCKETS = predictor_lib.Buckets(batch_sizes=(4,), input_lengths=(16,),
+                                instruction_lengths=(16, 32), max_decode_len=6)
+SHORT, LONG = "Say yes.", ("Rewrite the sentence in reverse word order, keeping punctuation and "
+                           "capital letters exactly where they were in the original text.")
+INPUTS = ["a b c", "hello there", "the cat sat", "x"]
+
+
+def _model(peft, hypernet, fusion):
+  vocab = vocab_lib.get_vocabulary()
+  cfg = model_config.HintConfig(
+      t5=t5_config.T5Config.preset("tiny", vocab_size=vocab.vocab_size), peft=peft,
+      hypernet=hypernet, fusion=fusion, max_instruction_length=32)
+  model = hint.HintModel(cfg)
+  batch = {features.ENCODER_INPUT_TOKENS: jnp.ones((1, 8), jnp.int32),
+           features.DECODER_INPUT_TOKENS: jnp.ones((1, 4), jnp.int32)}
+  return model, hint.unbox(jax.jit(model.init)(jax.random.key(0), batch)), vocab
+
+
+@pytest.fixture(scope="module")
+def hint_model():
+  return _model(spec.PeftConfig(adapter_size=4, prefix_length=2), model_config.HintConfig(
+      t5=t5_config.T5Config.preset("tiny")).hypernet, True)
+
+
+@pytest.fixture(scope="module")
+def predictor(hint_model):
+  model, params, vocab = hint_model
+  return predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, checkpoint_id="test")
+
+
+def test_cache_hit_equals_fresh_generation(hint_model, predictor):
+  first = predictor.generate([SHORT, LONG], INPUTS[:2])
+  misses = predictor.cache.stats.misses
+  again = predictor.generate([SHORT, LONG], INPUTS[:2])
+  assert predictor.cache.stats.misses == misses and predictor.cache.stats.hits >= 2
+  model, params, vocab = hint_model
+  fresh = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, cache_bytes=0)
+  assert first == again == fresh.generate([SHORT, LONG], INPUTS[:2])
+  assert len(fresh.cache) == 0
+  cached = predictor.adapt(SHORT)
+  regenerated = fresh.adapt(SHORT)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+               cached, regenerated)
+
+
+def test_mixed_task_batch_equals_per_task_batches(predictor):
+  instructions = [SHORT, LONG, "", LONG]
+  mixed = predictor.generate(instructions, INPUTS)
+  for instr in set(instructions):
+    rows = [i for i, x in enumerate(instructions) if x == instr]
+    alone = predictor.generate([instr] * len(rows), [INPUTS[i] for i in rows])
+    assert alone == [mixed[i] for i in rows]
+  swapped = predictor.generate([LONG, SHORT, "", SHORT], INPUTS)
+  assert swapped[:2] != mixed[:2]  # the instruction matters, so a wrong index would show
+
+
+def test_mixed_task_logits_match_per_task(hint_model, predictor):
+  model, params, _ = hint_model
+  apply = jax.jit(model.apply)
+  tokens = predictor._inputs([SHORT, LONG], INPUTS[:2], 4)
+  dec = jnp.ones((4, 3), jnp.int32)
+  table = predictor._table([predictor.adaptation(SHORT), predictor.adaptation(LONG)], 4)
+  mixed = apply(params, table, tokens, dec, jnp.array([0, 1, 0, 0]))
+  for row, instr in enumerate([SHORT, LONG]):
+    alone = apply(params, predictor._table([predictor.adaptation(instr)], 4), tokens, dec,
+                        jnp.zeros((4,), jnp.int32))
+    np.testing.assert_allclose(mixed[row], alone[row], rtol=1e-5, atol=1e-5)
+
+
+def test_buckets_avoid_recompiling(predictor):
+  predictor.generate([SHORT] * 3, INPUTS[:3])
+  compiled = predictor._generate._cache_size()
+  predictor.generate([SHORT], ["one"])
+  predictor.generate([SHORT, SHORT], ["two words", "three words here"])
+  assert predictor._generate._cache_size() == compiled
+
+
+def test_lru_byte_budget(hint_model):
+  model, params, vocab = hint_model
+  one = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, checkpoint_id="b")
+  size = one.adaptation("Task 0.").num_bytes
+  small = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, checkpoint_id="b",
+                                  cache_bytes=2 * size + size // 2)
+  for i in range(5):
+    small.adapt(f"Task {i}.")
+    assert small.cache.num_bytes <= small.cache.max_bytes
+  assert len(small.cache) == 2 and small.cache.stats.evictions == 3
+
+
+def test_disk_cache_shared_between_predictors(hint_model, tmp_path):
+  model, params, vocab = hint_model
+  kw = dict(buckets=BUCKETS, checkpoint_id="disk", cache_dir=str(tmp_path))
+  first = predictor_lib.Predictor(model, params, vocab, **kw).generate([SHORT], ["a b"])
+  second = predictor_lib.Predictor(model, params, vocab, **kw)
+  assert second.generate([SHORT], ["a b"]) == first
+  assert second.cache.stats.disk_hits == 1 and second.cache.stats.misses == 0
+
+
+def test_beam_and_sampling(predictor):
+  beam = predictor.generate([SHORT], ["a b"], method="beam", num_beams=2)
+  sample = predictor.generate([SHORT], ["a b"], method="sample", temperature=0.8, seed=1)
+  assert len(beam) == len(sample) == 1
+  assert sample == predictor.generate([SHORT], ["a b"], method="sample", temperature=0.8, seed=1)
+
+
+@pytest.mark.parametrize("instructions,inputs,match", [
+    (["a", 3], ["x", "y"], r"instructions\[1\] must be a string"),
+    (["a"], ["x", "y"], "1 instructions but 2 inputs"),
+    ("a", ["x"], "instructions must be a list"),
+    (["a"], [None], r"inputs\[0\] must be a string"),
+])
+def test_bad_input_is_one_line_value_error(predictor, instructions, inputs, match):
+  with pytest.raises(ValueError, match=match) as info:
+    predictor.generate(instructions, inputs)
+  assert "\n" not in str(info.value)
+
+
+def test_unknown_option_rejected(predictor):
+  with pytest.raises(ValueError, match="beams"):
+    predictor.generate([SHORT], ["x"], beams=3)
+
+
+def test_concat_baseline_uses_template():
+  model, params, vocab = _model(spec.PeftConfig(None, None, None), None, False)
+  pred = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS)
+  out = pred.generate([SHORT, LONG], ["a b", "a b"])
+  assert len(out) == 2 and out[0] != out[1]
+  with pytest.raises(ValueError, match="no instruction input"):
+    pred.adapt(SHORT)
