@@ -50,10 +50,11 @@ def params_fingerprint(params: types.PyTree, config: Any = None) -> str:
 
 def _check_texts(name: str, values: Any) -> list[str]:
   if isinstance(values, str) or not isinstance(values, Sequence):
-    raise ValueError(f"{name} must be a list of strings, got {type(values).__name__}")
+    raise ValueError(  # noqa: TRY004  (the serving contract: bad input is a ValueError)
+        f"{name} must be a list of strings, got {type(values).__name__}")
   for i, v in enumerate(values):
     if not isinstance(v, str):
-      raise ValueError(f"{name}[{i}] must be a string, got {type(v).__name__}")
+      raise ValueError(f"{name}[{i}] must be a string, got {type(v).__name__}")  # noqa: TRY004
   return list(values)
 
 
@@ -136,7 +137,8 @@ class Predictor:
   def adaptation(self, instruction: str) -> cache_lib.Adaptation:
     """Cached (TaskParams, H_I, mask) of one instruction, generated on a miss."""
     if not isinstance(instruction, str):
-      raise ValueError(f"instruction must be a string, got {type(instruction).__name__}")
+      raise ValueError(  # noqa: TRY004
+          f"instruction must be a string, got {type(instruction).__name__}")
     if not self.uses_instruction:
       raise ValueError("this model takes no instruction input, so it has no adaptation")
     key = cache_lib.cache_key(instruction, self.checkpoint_id)

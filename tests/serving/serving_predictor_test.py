@@ -103,7 +103,7 @@ def test_lru_byte_budget(hint_model):
 
 def test_disk_cache_shared_between_predictors(hint_model, tmp_path):
   model, params, vocab = hint_model
-  kw = dict(buckets=BUCKETS, checkpoint_id="disk", cache_dir=str(tmp_path))
+  kw = {"buckets": BUCKETS, "checkpoint_id": "disk", "cache_dir": str(tmp_path)}
   first = predictor_lib.Predictor(model, params, vocab, **kw).generate([SHORT], ["a b"])
   second = predictor_lib.Predictor(model, params, vocab, **kw)
   assert second.generate([SHORT], ["a b"]) == first
