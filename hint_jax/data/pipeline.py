@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from hint_jax.data import converters
+from hint_jax.data import converters, rank_classification
 from hint_jax.data import features as F
 
 Batch = converters.Batch
@@ -222,6 +222,32 @@ def eval_set(name: str, split: str, feature_lengths: Mapping[str, int], batch_si
   """
   source = load_source(name, split)
   examples = [ex for exs in source.examples for ex in exs]
+  return batch_eval_examples(examples, feature_lengths, batch_size, shard_id, num_shards,
+                             converter, num_task_rows)
+
+
+def rank_eval_set(name: str, feature_lengths: Mapping[str, int], batch_size: int,
+                  split: str = "test", shard_id: int = 0, num_shards: int = 1,
+                  converter: str = "hint", num_task_rows: int | None = None) -> EvalSet:
+  """Rank-classification rows: one per (example, answer choice), targets = the choice.
+
+  Score each row by the sum of its target log-likelihoods (loss weights mask padding), then
+  `rank_classification.accuracy(scores, eval_set.examples)` with scores in global row order.
+  """
+  seqio = _registry()
+  examples = list(load_task(name, split))
+  if "answer_choices" not in examples[0]:
+    raise ValueError(f"task {name!r} has no answer_choices; it is not a rank-classification task")
+  encode = seqio.get_mixture_or_task(name).output_features[F.TARGETS].vocabulary.encode
+  rows = rank_classification.expand_choices(examples, encode)
+  return batch_eval_examples(rows, feature_lengths, batch_size, shard_id, num_shards,
+                             converter, num_task_rows)
+
+
+def batch_eval_examples(examples: list[dict], feature_lengths: Mapping[str, int],
+                        batch_size: int, shard_id: int = 0, num_shards: int = 1,
+                        converter: str = "hint", num_task_rows: int | None = None) -> EvalSet:
+  """Batches `examples` in order; padding rows repeat the last example with zero loss weights."""
   local = _check_sharding(batch_size, shard_id, num_shards)
   stats = converters.ConvertStats()
   batches, ids = [], []
@@ -235,4 +261,3 @@ def eval_set(name: str, split: str, feature_lengths: Mapping[str, int], batch_si
     batches.append(batch)
     ids.append(ids_B.astype(np.int32))
   return EvalSet(examples, batches, ids, stats)
-

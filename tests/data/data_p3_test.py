@@ -1,0 +1,79 @@
+"""Tests of the P3 readers and the masked-template instruction."""
+import json
+
+import pytest
+import tensorflow as tf
+
+from hint_jax.data import p3
+
+PROMPTS = [
+    "Title: Great phone\nReview: Works well for me and my kids.\nIs this review negative?",
+    "Title: Broken\nReview: Stopped after a day.\nIs this review negative?",
+    "Title: Meh\nReview: It is fine I guess, nothing special.\nIs this review negative?",
+]
+
+
+def test_masked_template_replaces_fields():
+  assert p3.masked_template(PROMPTS) == "Title: [MASK]\nReview: [MASK]\nIs this review negative?"
+  assert p3.masked_template(PROMPTS[:1]) == PROMPTS[0]
+
+
+def _write_templates(tmp_path, records_by_template):
+  (tmp_path / "templates").mkdir()
+  for name, recs in records_by_template.items():
+    (tmp_path / "templates" / f"{name}.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in recs) + "\n")
+
+
+def test_records_hint_and_concat_and_splits(tmp_path):
+  recs = [{"template": "amz_neg", "inputs": p, "targets": t + " "}
+          for p, t in zip(PROMPTS * 2, ["No", "Yes", "No", "No", "Yes", "No"])]
+  _write_templates(tmp_path, {"amz_neg": recs})
+  cfg = p3.P3Config(p3_dir=tmp_path, validation_per_template=2)
+  train = list(p3.records("train", cfg))
+  valid = list(p3.records("validation", cfg))
+  assert [r["inputs"] for r in train + valid] == [r["inputs"] for r in recs]
+  assert train[0] == {"instruction": "Title: [MASK]\nReview: [MASK]\nIs this review negative?",
+                      "inputs": PROMPTS[0], "targets": "No", "task": "amz_neg"}
+  concat = list(p3.records("train", p3.P3Config(p3_dir=tmp_path, fmt="concat",
+                                                validation_per_template=2)))
+  assert concat[0]["instruction"] == "" and concat[0]["inputs"] == PROMPTS[0]
+  capped = list(p3.records("train", p3.P3Config(p3_dir=tmp_path, cap=2,
+                                                validation_per_template=2)))
+  assert len(capped) == 2
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+  (tmp_path / "templates").mkdir()
+  path = tmp_path / "templates" / "bad.jsonl"
+  path.write_text('{"inputs": "a", "targets": "b"}\n{"inputs": "a"}\n')
+  with pytest.raises(p3.P3FormatError, match=f"{path}:2: missing field 'targets'"):
+    list(p3.records("train", p3.P3Config(p3_dir=tmp_path, validation_per_template=0)))
+  path.write_text('{"inputs": \n')
+  with pytest.raises(p3.P3FormatError, match=f"{path}:1: malformed JSON"):
+    p3.read_jsonl(path)
+  with pytest.raises(p3.P3FormatError, match="no P3 template files"):
+    list(p3.records("train", p3.P3Config(p3_dir=tmp_path / "nowhere")))
+
+
+def test_read_tfrecord_with_answer_choices(tmp_path):
+  path = str(tmp_path / "p3.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    feats = {"inputs_pretokenized": [b"Is it? "], "targets_pretokenized": [b"yes\n"],
+             "answer_choices": [b"yes", b"no"]}
+    example = tf.train.Example(features=tf.train.Features(feature={
+        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)) for k, v in feats.items()}))
+    example.features.feature["is_correct"].int64_list.value.append(1)
+    writer.write(example.SerializeToString())
+  assert p3.read_tfrecord(path) == [{"inputs": "Is it? ", "targets": "yes",
+                                     "answer_choices": ["yes", "no"], "is_correct": True}]
+
+
+def test_shared_sample_templates(shared_data):
+  cfg = p3.P3Config(p3_dir=shared_data / "p3_sample")
+  files = p3.template_files(cfg)
+  assert len(files) == 294
+  first = next(p3.records("validation", cfg))
+  assert first["task"] == "adversarial_qa_dbert_answer_the_following_q"
+  assert "[MASK]" in first["instruction"] and "answer the following question" in first[
+      "instruction"]

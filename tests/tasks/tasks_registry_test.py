@@ -1,0 +1,81 @@
+"""Tests of the SeqIO registrations: names, idempotence, strings through SeqIO, pipelines."""
+import importlib
+
+import numpy as np
+import pytest
+import seqio
+
+import tasks
+from hint_jax.data import features as F
+from hint_jax.data import pipeline, rank_classification
+
+EXPECTED = {"sni_def_hint", "sni_def_1pos_hint", "sni_def_2pos_hint", "sni_def_concat",
+            "sni_def_1pos_concat", "sni_def_2pos_concat", "p3_hint", "p3_concat",
+            "p3_heldout_rank_classification", "p3_heldout_rank_classification_concat",
+            "hyper_pretrain_text", "synthetic_hint", "synthetic_concat"}
+
+
+def test_all_tasks_registered_and_reimport_is_harmless():
+  assert EXPECTED <= set(seqio.TaskRegistry.names())
+  for module in (tasks.sni, tasks.p3, tasks.pretrain, tasks.synthetic, tasks):
+    importlib.reload(module)
+  assert EXPECTED <= set(pipeline.available_names())
+  for name in EXPECTED:
+    assert set(seqio.get_mixture_or_task(name).output_features) == {
+        F.INSTRUCTION, F.INPUTS, F.TARGETS}
+
+
+def test_sni_strings_through_seqio():
+  examples = pipeline.load_task("sni_def_2pos_hint", "test")
+  copa = next(e for e in examples if e["task"] == "task1393_superglue_copa_text_completion")
+  assert copa["instruction_pretokenized"].startswith("Definition: In this task, you are given")
+  assert copa["instruction_pretokenized"].endswith(" Output: B.\n\n")
+  assert copa["inputs_pretokenized"] == (
+      "Now complete the following example -\nInput: The man fell unconscious. (A) The assailant "
+      "struck the man in the head. (B) The assailant took the man's wallet., Question: cause.\n"
+      "Output: ")
+  assert copa["references"] == ["A"] and copa["category"] == "cause_effect_classification"
+  assert copa[F.TARGETS][-1] == F.EOS_ID and copa[F.INSTRUCTION][-1] == F.EOS_ID
+  assert len(examples) == 4100
+
+
+def test_sni_metric_fn_through_postprocess():
+  task = seqio.get_mixture_or_task("sni_def_hint")
+  example = {"references": [b"A", b"the cat"], "task": b"t1", "category": b"Cat X"}
+  target = task.postprocess_fn(b"", example=example, is_target=True)
+  result = task.metric_fns[0]([target], ["The cat!"])
+  assert result["exact_match"] == 100.0 and result["rougeL_for_t1"] == 100.0
+  assert result["exact_match_for_cat_x"] == 100.0
+
+
+def test_synthetic_concat_puts_instruction_in_inputs():
+  hint = pipeline.load_task("synthetic_hint", "heldout_task")[0]
+  concat = pipeline.load_task("synthetic_concat", "heldout_task")[0]
+  assert concat["instruction_pretokenized"] == ""
+  np.testing.assert_array_equal(concat[F.INSTRUCTION], [F.EOS_ID])
+  assert concat["inputs_pretokenized"] == (
+      f"{hint['instruction_pretokenized']} Input: {hint['inputs_pretokenized']}")
+
+
+def test_rank_eval_set_scores_to_accuracy():
+  lengths = {F.INSTRUCTION: 128, F.INPUTS: 128, F.TARGETS: 8}
+  evs = pipeline.rank_eval_set("p3_heldout_rank_classification", lengths, 64)
+  rows = evs.examples
+  assert len(rows) == sum(len(r["answer_choices"]) for r in pipeline.load_task(
+      "p3_heldout_rank_classification", "test"))
+  oracle = [float(r["choice_index"] == r["label"]) for r in rows]
+  assert rank_classification.accuracy(oracle, rows)["accuracy"] == 100.0
+  first = evs.batches[0]
+  assert first[F.DECODER_TARGET_TOKENS].shape == (64, 8)
+  with pytest.raises(ValueError, match="not a rank-classification task"):
+    pipeline.rank_eval_set("synthetic_hint", lengths, 8, split="heldout_task")
+
+
+def test_p3_and_pretraining_pipelines_produce_batches():
+  lengths = {F.INSTRUCTION: 64, F.INPUTS: 64, F.TARGETS: 64}
+  p3_batch = next(pipeline.train_iterator("p3_hint", "validation", lengths, 8, seed=0))
+  assert p3_batch[F.HYPER_ENCODER_INPUT_TOKENS].shape == (8, 64)
+  it = pipeline.train_iterator("hyper_pretrain_text", "validation", lengths, 4, seed=0)
+  batch = next(it)
+  assert batch[F.ENCODER_INPUT_TOKENS].shape == (4, 64)
+  assert it.stats.examples == 4
