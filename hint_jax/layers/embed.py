@@ -71,4 +71,4 @@ class RelativePositionBias(nn.Module):
                                       self.num_buckets, self.max_distance)
     rel_QK = jnp.arange(num_keys)[None, :] - query_pos_Q[:, None] + span
     bucket_QK = jnp.asarray(lookup, jnp.int32)[rel_QK]
-    return table_HN[:, bucket_QK][None]
+    return jnp.asarray(table_HN)[:, bucket_QK][None]
