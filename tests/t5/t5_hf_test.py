@@ -10,8 +10,8 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from hint_jax.layers import embed
-from hint_jax.t5 import load_hf_t5, save_hf_t5
 from hint_jax.t5 import hf as hf_lib
+from hint_jax.t5 import load_hf_t5, save_hf_t5
 
 
 @pytest.fixture(scope="module", params=["gated-gelu", "relu"])
@@ -68,7 +68,7 @@ def test_import_export_import_is_bitwise_equal(saved, tmp_path):
 
 
 def test_sharded_safetensors_and_pytorch_bin(saved, tmp_path):
-  model, path = saved
+  _model, path = saved
   _, params = load_hf_t5(path)
   weights = load_file(str(path / "model.safetensors"))
   names = sorted(weights)

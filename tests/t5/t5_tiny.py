@@ -16,10 +16,10 @@ VOCAB = 61
 
 def hf_config(feed_forward: str = "gated-gelu", num_decoder_layers: int = 2,
               **overrides) -> transformers.T5Config:
-  kwargs = dict(vocab_size=VOCAB, d_model=12, d_kv=5, num_heads=3, d_ff=14, num_layers=2,
-                num_decoder_layers=num_decoder_layers, feed_forward_proj=feed_forward,
-                tie_word_embeddings=feed_forward == "relu", relative_attention_num_buckets=8,
-                relative_attention_max_distance=20, dropout_rate=0.0, decoder_start_token_id=0)
+  kwargs = {"vocab_size": VOCAB, "d_model": 12, "d_kv": 5, "num_heads": 3, "d_ff": 14, "num_layers": 2,
+                "num_decoder_layers": num_decoder_layers, "feed_forward_proj": feed_forward,
+                "tie_word_embeddings": feed_forward == "relu", "relative_attention_num_buckets": 8,
+                "relative_attention_max_distance": 20, "dropout_rate": 0.0, "decoder_start_token_id": 0}
   return transformers.T5Config(**{**kwargs, **overrides})
 
 
@@ -77,7 +77,7 @@ def random_task_params(dims: spec.BackboneDims, batch: int, seed: int = 0,
                                       for k, s in zip(keys, leaves)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jit_apply(config, method: str = "__call__"):
   """A jitted `T5(config).apply` (eager applies compile op by op and are slower on CPU)."""
   model = T5(config)
