@@ -9,18 +9,28 @@ from jax.sharding import Mesh
 from hint_jax import axes
 
 
+RULE_SETS = {"standard": axes.STANDARD_RULES, "fsdp": axes.FSDP_RULES}
+
+
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """How devices are arranged and how logical axes map onto them.
 
   Attributes:
     model_parallel: devices along the `model` axis; `data` gets the rest.
-    rules: logical-axis -> mesh-axis table (`axes.STANDARD_RULES` or `axes.FSDP_RULES`).
+    rules: logical-axis -> mesh-axis table, or the name of a built-in one: 'standard'
+      (`axes.STANDARD_RULES`, T5X 1-D) or 'fsdp' (`axes.FSDP_RULES`, 2-D).
   """
   model_parallel: int = 1
-  rules: tuple[tuple[str, str | None], ...] = axes.STANDARD_RULES
+  rules: tuple[tuple[str, str | None], ...] | str = axes.STANDARD_RULES
 
   def __post_init__(self):
+    if isinstance(self.rules, str):
+      if self.rules not in RULE_SETS:
+        raise ValueError(f"MeshConfig.rules: unknown rule set {self.rules!r}; "
+                         f"choose from {sorted(RULE_SETS)} or give a table")
+      object.__setattr__(self, "rules", RULE_SETS[self.rules])
+    object.__setattr__(self, "rules", tuple(tuple(r) for r in self.rules))
     if self.model_parallel < 1:
       raise ValueError(f"MeshConfig.model_parallel must be >= 1, got {self.model_parallel}")
     unknown = {m for _, m in self.rules if m is not None} - set(axes.MESH_AXES)

@@ -118,14 +118,32 @@ class Checkpointer:
     self._mgr.close()
 
 
-def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
-  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint."""
-  mgr = ocp.CheckpointManager(epath.Path(directory),
-                              item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-                              options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-  step = mgr.latest_step() if step is None else step
+def _reader(directory: epath.PathLike) -> ocp.CheckpointManager:
+  if not epath.Path(directory).exists():
+    raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+  return ocp.CheckpointManager(epath.Path(directory),
+                               item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+                               options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+
+
+def latest_step(directory: epath.PathLike) -> int:
+  """The newest complete checkpoint step in `directory`.
+
+  Raises:
+    FileNotFoundError: the directory is missing or holds no checkpoint.
+  """
+  mgr = _reader(directory)
+  step = mgr.latest_step()
+  mgr.close()
   if step is None:
     raise FileNotFoundError(f"no checkpoint found in {directory}")
+  return step
+
+
+def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
+  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint."""
+  step = latest_step(directory) if step is None else step
+  mgr = _reader(directory)
   tree = mgr.item_metadata(step)["state"]
   wanted = {k: tree[k] for k in ("trainable", "frozen")}
   args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
@@ -146,7 +164,7 @@ def restore_matching(params: types.PyTree, source: Mapping[str, Any],
   the target's dtype and sharding.
 
   Args:
-    params: nested dict of (sharded) arrays.
+    params: nested dict of (sharded) arrays, or of ShapeDtypeStructs carrying shardings.
     source: flat {path: array} (paths joined with '/').
     patterns: path regexes selecting what to restore.
 

@@ -2,14 +2,17 @@
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import flax.linen as nn
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 from hint_jax import types
 from hint_jax.models import interface
 from hint_jax.parallel import sharding
 from hint_jax.training import batches
+from hint_jax.training import checkpoint
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]
@@ -78,3 +81,18 @@ def predict(model: interface.Model, params: types.PyTree, batches: Iterable[Host
     n = next(iter(local.values())).shape[0]
     start = jax.process_index() * n
     yield tokens[start:start + n]
+
+
+def restore_params(model: interface.Model, mesh: Mesh, rules: sharding.Rules,
+                   example: HostBatch, model_dir: str, step: int | None = None
+                   ) -> tuple[types.PyTree, int]:
+  """(sharded params, step) of a training run's checkpoint, without its optimizer state."""
+  directory = epath.Path(model_dir) / "checkpoints"
+  step = checkpoint.latest_step(directory) if step is None else step
+  boxed = jax.eval_shape(model.init, jax.eval_shape(jax.random.PRNGKey, 0), example)
+  sharding.check_param_axes(boxed, rules)
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        nn.unbox(boxed), sharding.logical_shardings(boxed, mesh, rules))
+  params, _ = checkpoint.restore_matching(target, checkpoint.load_params(directory, step),
+                                          (".*",))
+  return params, step

@@ -10,8 +10,8 @@ from hint_jax.data import features
 from hint_jax.models import interface
 from hint_jax.training import state as state_lib
 
-# Features indexed by other features rather than one row per example; every microbatch sees them
-# whole (the task-instruction table that `task_index` points into).
+# Features indexed by `task_index` rather than one row per example; when the batch has a
+# `task_index`, every microbatch sees them whole. Without it, row b belongs to example b.
 TABLE_FEATURES = (features.HYPER_ENCODER_INPUT_TOKENS,)
 SUM_KEYS = ("loss_sum", "weight_sum", "z_loss", "correct_sum")
 
@@ -26,8 +26,9 @@ def _microbatches(batch: types.Batch, num: int) -> tuple[dict, dict]:
   needs no communication.
   """
   split, table = {}, {}
+  indexed = features.TASK_INDEX in batch
   for key, value in batch.items():
-    if key in TABLE_FEATURES:
+    if indexed and key in TABLE_FEATURES:
       table[key] = value
       continue
     b = value.shape[0]

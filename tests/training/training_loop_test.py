@@ -11,7 +11,7 @@ from flax import traverse_util
 from hint_jax.data import features as F
 from hint_jax.training import checkpoint, loop, optim
 from hint_jax.training import config as config_lib
-from tests.training import toy_model
+import training_toy_model as toy_model
 
 
 def _cfg(model_dir, steps, **kw):

@@ -12,7 +12,7 @@ from hint_jax.data import features as F
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.training import batches, loop, optim
 from hint_jax.training import config as config_lib
-from tests.training import toy_model
+import training_toy_model as toy_model
 
 
 def _cfg(tmp_path, model_parallel=1, rules=axes.STANDARD_RULES, **optim_kw):

@@ -1,0 +1,88 @@
+"""Builds the objects the entry points hand to the trainer: model, data sources, pretrained params."""
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from hint_jax.data import pipeline
+from hint_jax.models import config as model_config
+from hint_jax.models import hint
+from hint_jax.training import checkpoint
+
+INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where batches come from (T5X's MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, BATCH_SIZE).
+
+  Attributes:
+    mixture_or_task_name: registered SeqIO task or mixture.
+    task_feature_lengths: max lengths of `instruction`, `inputs`, `targets`.
+    batch_size: global batch size (all processes).
+    split: split to read.
+    seed: data seed (shuffling), independent of the model seed.
+    converter: 'hint' (instruction table for the hypernetwork) or 'concat' (baseline).
+    num_task_rows: rows of the per-batch instruction table (default: local batch size).
+  """
+  mixture_or_task_name: str
+  task_feature_lengths: Mapping[str, int]
+  batch_size: int
+  split: str = "train"
+  seed: int = 0
+  converter: str = "hint"
+  num_task_rows: int | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "task_feature_lengths", dict(self.task_feature_lengths))
+    if self.batch_size < 1:
+      raise ValueError(f"DataConfig.batch_size must be >= 1, got {self.batch_size}")
+
+
+def build_model(cfg: model_config.HintConfig) -> hint.HintModel:
+  return hint.HintModel(cfg)
+
+
+def signature(cfg: model_config.HintConfig) -> str:
+  """What a checkpoint must have been trained with (compared on resume)."""
+  return repr(cfg)
+
+
+def train_source(cfg: DataConfig):
+  """`data(start_step)` yielding this process's share of each global batch."""
+  def data(start_step: int):
+    return pipeline.train_iterator(
+        cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths, cfg.batch_size,
+        seed=cfg.seed, shard_id=jax.process_index(), num_shards=jax.process_count(),
+        start_step=start_step, converter=cfg.converter, num_task_rows=cfg.num_task_rows)
+  return data
+
+
+def eval_set(cfg: DataConfig) -> pipeline.EvalSet:
+  return pipeline.eval_set(cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths,
+                           cfg.batch_size, shard_id=jax.process_index(),
+                           num_shards=jax.process_count(), converter=cfg.converter,
+                           num_task_rows=cfg.num_task_rows)
+
+
+def pretrained_params(hf_t5_dir: str | None, checkpoint_dir: str | None
+                      ) -> Mapping[str, Any] | None:
+  """Flat {path: array} to initialise from: a Hugging Face T5 directory or another run.
+
+  Hugging Face weights are offered both as the backbone and as a separate instruction-encoder
+  copy; `TrainConfig.init_patterns` chooses which paths are taken.
+  """
+  if hf_t5_dir and checkpoint_dir:
+    raise ValueError("give at most one of init_from_hf_t5 and init_from_checkpoint")
+  if checkpoint_dir:
+    return checkpoint.load_params(checkpoint_dir)
+  if not hf_t5_dir:
+    return None
+  from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors readers
+  _, params = t5.load_hf_t5(hf_t5_dir)
+  flat = traverse_util.flatten_dict(params, sep="/")
+  out: dict[str, np.ndarray] = {"backbone/" + k: v for k, v in flat.items()}
+  out.update({INSTRUCTION_ENCODER_PREFIX + k: v for k, v in flat.items()})
+  return out

@@ -1,0 +1,20 @@
+"""Multi-process start-up: `jax.distributed.initialize` from flags or the environment."""
+import jax
+
+
+def initialize(coordinator_address: str | None, num_processes: int, process_id: int,
+               auto: bool = False) -> None:
+  """Joins a multi-process run when asked; a single-process run needs nothing.
+
+  On CPU the cross-process collectives use gloo. Must run before any other JAX call.
+  """
+  if auto:
+    jax.distributed.initialize()
+    return
+  if num_processes <= 1 and not coordinator_address:
+    return
+  if not coordinator_address:
+    raise ValueError(f"num_processes={num_processes} needs --coordinator_address")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only affects CPU devices
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)

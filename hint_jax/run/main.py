@@ -1,0 +1,60 @@
+"""The `hint-jax` command: parse flags and gin, start multi-host, dispatch train/eval/infer."""
+import logging
+import sys
+from typing import Sequence
+
+from hint_jax.run import gin_utils
+
+# The gin-configured function of each command; gin files bind their arguments.
+ENTRY_POINTS = {
+    "train": ("hint_jax.run.train", "train"),
+    "eval": ("hint_jax.run.evaluate", "evaluate"),
+    "infer": ("hint_jax.run.evaluate", "infer"),
+}
+
+
+def run(argv: Sequence[str]) -> object:
+  """Runs one command; raises `gin_utils.UsageError` for bad flags or configs."""
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  import gin  # pylint: disable=import-outside-toplevel
+
+  from hint_jax.run import distributed  # pylint: disable=import-outside-toplevel
+  rest, bindings = gin_utils.split_bindings(argv)
+  try:
+    args = gin_utils.parser().parse_args(rest)
+  except SystemExit as e:
+    if e.code == 0:
+      raise
+    raise gin_utils.UsageError(f"bad command line: {' '.join(rest)}") from None
+  if not args.gin_file:
+    raise gin_utils.UsageError("no --gin_file given (e.g. --gin_file=runs/tiny_cpu.gin)")
+  distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                         args.multihost)
+  gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths)
+  module, name = ENTRY_POINTS[args.command]
+  fn = getattr(importlib.import_module(module), name)
+  try:
+    return gin.get_configurable(fn)()
+  except TypeError as e:
+    if "missing" in str(e) or "REQUIRED" in str(e) or "unexpected" in str(e):
+      raise gin_utils.UsageError(f"gin configuration error: {' '.join(str(e).split())}") from e
+    raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Console-script entry point; returns the exit status."""
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  try:
+    run(sys.argv[1:] if argv is None else argv)
+  except gin_utils.UsageError as e:
+    print(f"hint-jax: error: {e}", file=sys.stderr)
+    return 2
+  except (FileNotFoundError, ValueError) as e:
+    print(f"hint-jax: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

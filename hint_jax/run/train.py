@@ -1,0 +1,57 @@
+"""`hint-jax train`: assemble model, data and TrainConfig from gin and run the training loop."""
+import logging
+from typing import Callable, Sequence
+
+import jax
+
+from hint_jax.models import config as model_config
+from hint_jax.run import assemble
+from hint_jax.run import gin_utils
+from hint_jax.training import config as train_config
+from hint_jax.training import evaluate
+from hint_jax.training import loop
+
+_LOG = logging.getLogger(__name__)
+CallbackFactory = Callable[..., evaluate.EvalCallback]
+
+
+def train(model: model_config.HintConfig, data: assemble.DataConfig,
+          trainer: train_config.TrainConfig, eval_data: assemble.DataConfig | None = None,
+          init_from_hf_t5: str | None = None, init_from_checkpoint: str | None = None,
+          eval_callbacks: Sequence[CallbackFactory] = ()) -> int:
+  """Trains `model` on `data` (gin binds every argument; see gin_configs/runs/*.gin).
+
+  Args:
+    model: the HINT model or baseline.
+    data: training mixture, lengths, batch size.
+    trainer: steps, optimizer, mesh, checkpoints, model_dir.
+    eval_data: evaluation set for periodic eval loss/accuracy (optional).
+    init_from_hf_t5: Hugging Face T5 directory to take `trainer.init_patterns` from.
+    init_from_checkpoint: another run's checkpoint directory, same use.
+    eval_callbacks: factories `f(model=..., mesh=..., rules=...) -> EvalCallback` for
+      generation metrics (ROUGE-L/EM, rank classification).
+
+  Returns:
+    The final step.
+  """
+  if jax.process_index() == 0:
+    path = gin_utils.write_config(trainer.model_dir)
+    _LOG.info("operative config written to %s", path)
+  hint_model = assemble.build_model(model)
+  trainer = _with_signature(trainer, model)
+  evaluation = assemble.eval_set(eval_data) if eval_data is not None else None
+  state = loop.train(
+      trainer, hint_model, assemble.train_source(data),
+      eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,
+      eval_callbacks=[f(model=hint_model, mesh=None, rules=trainer.mesh.rules)
+                      for f in eval_callbacks],
+      pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint),
+      extra_meta={"gin_config": gin_utils.config_str(),
+                  "mixture_or_task_name": data.mixture_or_task_name})
+  return int(jax.device_get(state.step))
+
+
+def _with_signature(trainer: train_config.TrainConfig, model: model_config.HintConfig
+                    ) -> train_config.TrainConfig:
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  return dataclasses.replace(trainer, signature=trainer.signature or assemble.signature(model))
