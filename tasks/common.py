@@ -74,3 +74,10 @@ def function_source(make_records: Callable[[str], Iterable[Mapping[str, object]]
     return records_dataset(make_records(split))
 
   return seqio.FunctionDataSource(dataset_fn, splits=list(splits))
+
+
+def examples_rate(task: seqio.Task, cap: int | None = None) -> float:
+  """Examples-proportional mixing rate of the `train` split, capped at `cap` (T0 style)."""
+  from hint_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # avoids a cycle
+  count = len(pipeline.load_task(task.name, "train"))
+  return float(min(count, cap) if cap else count)

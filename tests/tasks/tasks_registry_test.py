@@ -79,3 +79,16 @@ def test_p3_and_pretraining_pipelines_produce_batches():
   batch = next(it)
   assert batch[F.ENCODER_INPUT_TOKENS].shape == (4, 64)
   assert it.stats.examples == 4
+
+
+def test_mixture_quotas_follow_rates():
+  from tasks import common  # pylint: disable=g-import-not-at-top
+  common.add_mixture("test_synthetic_3_to_1", [("synthetic_hint", 3.0), ("synthetic_concat", 1.0)])
+  source = pipeline.load_source("test_synthetic_3_to_1", "heldout_task")
+  assert source.task_names == ("synthetic_concat", "synthetic_hint")  # seqio sorts by name
+  assert source.quotas == (80, 240)  # 320 examples in all, split 1:3
+  order = pipeline.epoch_order(source, seed=0, epoch=0)
+  assert np.bincount(order[:, 0]).tolist() == [80, 240]
+  assert {"sni_p3_hint", "sni_p3_concat"} <= set(seqio.MixtureRegistry.names())
+  with pytest.raises(ValueError, match="unknown task or mixture 'nope'; available: .*sni_p3_hint"):
+    pipeline.load_source("nope", "train")
