@@ -8,7 +8,6 @@ from jax.sharding import Mesh
 
 from hint_jax import axes
 
-
 RULE_SETS = {"standard": axes.STANDARD_RULES, "fsdp": axes.FSDP_RULES}
 
 

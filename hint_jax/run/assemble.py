@@ -1,6 +1,7 @@
 """Builds the objects the entry points hand to the trainer: model, data sources, pretrained params."""
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np

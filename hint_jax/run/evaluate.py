@@ -1,7 +1,8 @@
 """`hint-jax eval` and `hint-jax infer`: restore a trained model, score or decode an eval set."""
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -45,13 +46,14 @@ def _predictions(hint_model, evaluation, mesh, rules, params, max_decode_len: in
 
 
 def evaluate(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: str,
-             mesh: mesh_lib.MeshConfig = mesh_lib.MeshConfig(), checkpoint_step: int | None = None,
+             mesh: mesh_lib.MeshConfig | None = None, checkpoint_step: int | None = None,
              max_decode_len: int | None = None, decode_options: Mapping[str, Any] | None = None,
              vocabulary: str | None = None) -> dict[str, float]:
   """Loss, token accuracy and exact match (generation) of a checkpoint on `data`.
 
   Writes `MODEL_DIR/eval/<name>_<split>_<step>.json` (process 0) and returns the metrics.
   """
+  mesh = mesh or mesh_lib.MeshConfig()
   hint_model, evaluation, mesh_obj, params, step = _restore(model, data, model_dir, mesh,
                                                             checkpoint_step)
   eval_step = jax.jit(evaluate_lib.step_lib.make_eval_step(hint_model))
@@ -72,7 +74,7 @@ def evaluate(model: model_config.HintConfig, data: assemble.DataConfig, model_di
 
 
 def infer(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: str,
-          output_path: str | None = None, mesh: mesh_lib.MeshConfig = mesh_lib.MeshConfig(),
+          output_path: str | None = None, mesh: mesh_lib.MeshConfig | None = None,
           checkpoint_step: int | None = None, max_decode_len: int | None = None,
           decode_options: Mapping[str, Any] | None = None, vocabulary: str | None = None) -> str:
   """Decodes every example of `data` and writes one json line per example; returns the path.
@@ -80,6 +82,7 @@ def infer(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: 
   Lines hold `index`, `task`, `inputs`, `target` and `prediction`. With several processes each
   writes `<output_path>.<process>`.
   """
+  mesh = mesh or mesh_lib.MeshConfig()
   hint_model, evaluation, mesh_obj, params, step = _restore(model, data, model_dir, mesh,
                                                             checkpoint_step)
   path = output_path or os.path.join(
@@ -92,7 +95,6 @@ def infer(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: 
                            decode_options or {}, vocabulary))
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
   os.replace(tmp, path)  # no partial output on failure
   return path

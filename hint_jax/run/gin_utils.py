@@ -2,7 +2,7 @@
 import argparse
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import gin
 

@@ -1,7 +1,8 @@
 """The `hint-jax` command: parse flags and gin, start multi-host, dispatch train/eval/infer."""
+import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from hint_jax.run import gin_utils
 
@@ -45,14 +46,17 @@ def run(argv: Sequence[str]) -> object:
 def main(argv: Sequence[str] | None = None) -> int:
   """Console-script entry point; returns the exit status."""
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  for noisy in ("absl", "jax", "orbax"):  # per-save orbax chatter; metrics print themselves
+    logging.getLogger(noisy).setLevel(logging.WARNING)
   try:
-    run(sys.argv[1:] if argv is None else argv)
+    result = run(sys.argv[1:] if argv is None else argv)
   except gin_utils.UsageError as e:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2
   except (FileNotFoundError, ValueError) as e:
     print(f"hint-jax: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
+  print(json.dumps(result) if isinstance(result, dict) else f"hint-jax: done: {result}")
   return 0
 
 

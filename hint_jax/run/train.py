@@ -1,15 +1,14 @@
 """`hint-jax train`: assemble model, data and TrainConfig from gin and run the training loop."""
+import dataclasses
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 
 from hint_jax.models import config as model_config
-from hint_jax.run import assemble
-from hint_jax.run import gin_utils
+from hint_jax.run import assemble, gin_utils
 from hint_jax.training import config as train_config
-from hint_jax.training import evaluate
-from hint_jax.training import loop
+from hint_jax.training import evaluate, loop
 
 _LOG = logging.getLogger(__name__)
 CallbackFactory = Callable[..., evaluate.EvalCallback]
@@ -28,8 +27,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     eval_data: evaluation set for periodic eval loss/accuracy (optional).
     init_from_hf_t5: Hugging Face T5 directory to take `trainer.init_patterns` from.
     init_from_checkpoint: another run's checkpoint directory, same use.
-    eval_callbacks: factories `f(model=..., mesh=..., rules=...) -> EvalCallback` for
-      generation metrics (ROUGE-L/EM, rank classification).
+    eval_callbacks: factories `f(model) -> EvalCallback` for generation metrics (ROUGE-L/EM,
+      rank classification); the callback gets the sharded params and the step.
 
   Returns:
     The final step.
@@ -43,8 +42,7 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
   state = loop.train(
       trainer, hint_model, assemble.train_source(data),
       eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,
-      eval_callbacks=[f(model=hint_model, mesh=None, rules=trainer.mesh.rules)
-                      for f in eval_callbacks],
+      eval_callbacks=[factory(hint_model) for factory in eval_callbacks],
       pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint),
       extra_meta={"gin_config": gin_utils.config_str(),
                   "mixture_or_task_name": data.mixture_or_task_name})
@@ -53,5 +51,4 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
 
 def _with_signature(trainer: train_config.TrainConfig, model: model_config.HintConfig
                     ) -> train_config.TrainConfig:
-  import dataclasses  # pylint: disable=import-outside-toplevel
   return dataclasses.replace(trainer, signature=trainer.signature or assemble.signature(model))

@@ -122,8 +122,10 @@ def _reader(directory: epath.PathLike) -> ocp.CheckpointManager:
   if not epath.Path(directory).exists():
     raise FileNotFoundError(f"checkpoint directory not found: {directory}")
   return ocp.CheckpointManager(epath.Path(directory),
-                               item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-                               options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+                               item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                                              "meta": ocp.JsonCheckpointHandler()},
+                               options=ocp.CheckpointManagerOptions(
+                                   read_only=True, create=False, save_interval_steps=0))
 
 
 def latest_step(directory: epath.PathLike) -> int:

@@ -11,8 +11,7 @@ from jax.sharding import Mesh
 from hint_jax import types
 from hint_jax.models import interface
 from hint_jax.parallel import sharding
-from hint_jax.training import batches
-from hint_jax.training import checkpoint
+from hint_jax.training import batches, checkpoint
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]

@@ -59,15 +59,24 @@ class Reporter:
     self._bar = None
     if self.is_main:
       from clu import metric_writers  # pylint: disable=import-outside-toplevel  # imports TF
-      self._writer = metric_writers.create_default_writer(logdir, asynchronous=True)
+      self._writer = metric_writers.create_default_writer(logdir, just_logging=False,
+                                                          asynchronous=True)
       if progress_bar:
         import tqdm  # pylint: disable=import-outside-toplevel
         self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train",
                               dynamic_ncols=True)
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
-    if self._writer is not None:
-      self._writer.write_scalars(step, {k: float(v) for k, v in values.items()})
+    """Writes to TensorBoard and prints one console line (above the progress bar)."""
+    if self._writer is None:
+      return
+    values = {k: float(v) for k, v in values.items()}
+    self._writer.write_scalars(step, values)
+    line = f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
+    if self._bar is not None:
+      self._bar.write(line)
+    else:
+      print(line, flush=True)
 
   def text(self, step: int, values: Mapping[str, str]) -> None:
     if self._writer is not None:
