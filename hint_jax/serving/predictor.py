@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -66,12 +65,20 @@ def _pad_rows(x: jax.Array, rows: int, length: int | None = None) -> jax.Array:
   return jnp.pad(x, pad)
 
 
-@functools.lru_cache(maxsize=16)
+_COMPILED: dict = {}
+
+
 def _compiled(model: hint.HintModel):
-  """(jitted encode_task, jitted generate) shared by every Predictor of the same model object."""
-  def generate(params, encoding, tokens_BL, index_B, rng, opts):
-    return model.generate(params, encoding, tokens_BL, index_B, rng=rng, **dict(opts))
-  return jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",))
+  """(jitted encode_task, jitted generate), shared by every Predictor of an equal model.
+
+  Keyed by the model's type and frozen config, so a reloaded checkpoint reuses compilations.
+  """
+  key = (type(model), model.config)
+  if key not in _COMPILED:
+    def generate(params, encoding, tokens_BL, index_B, rng, opts):
+      return model.generate(params, encoding, tokens_BL, index_B, rng=rng, **dict(opts))
+    _COMPILED[key] = (jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",)))
+  return _COMPILED[key]
 
 
 class Predictor:

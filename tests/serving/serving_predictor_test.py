@@ -4,13 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax.data import features
-from hint_jax.data import vocab as vocab_lib
-from hint_jax.models import config as model_config
-from hint_jax.models import hint
+from hint_jax.hypernet import config as hypernet_config
 from hint_jax.peft import spec
 from hint_jax.serving import predictor as predictor_lib
-from hint_jax.t5 import config as t5_config
 
 BUCKETS = predictor_lib.Buckets(batch_sizes=(4,), input_lengths=(16,),
                                 instruction_lengths=(16, 32), max_decode_len=6)
@@ -19,21 +15,10 @@ SHORT, LONG = "Say yes.", ("Rewrite the sentence in reverse word order, keeping 
 INPUTS = ["a b c", "hello there", "the cat sat", "x"]
 
 
-def _model(peft, hypernet, fusion):
-  vocab = vocab_lib.get_vocabulary()
-  cfg = model_config.HintConfig(
-      t5=t5_config.T5Config.preset("tiny", vocab_size=vocab.vocab_size), peft=peft,
-      hypernet=hypernet, fusion=fusion, max_instruction_length=32)
-  model = hint.HintModel(cfg)
-  batch = {features.ENCODER_INPUT_TOKENS: jnp.ones((1, 8), jnp.int32),
-           features.DECODER_INPUT_TOKENS: jnp.ones((1, 4), jnp.int32)}
-  return model, hint.unbox(jax.jit(model.init)(jax.random.key(0), batch)), vocab
-
-
 @pytest.fixture(scope="module")
-def hint_model():
-  return _model(spec.PeftConfig(adapter_size=4, prefix_length=2), model_config.HintConfig(
-      t5=t5_config.T5Config.preset("tiny")).hypernet, True)
+def hint_model(make_model):
+  return make_model(spec.PeftConfig(adapter_size=4, prefix_length=2),
+                    hypernet_config.HypernetConfig(), True)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +119,8 @@ def test_unknown_option_rejected(predictor):
     predictor.generate([SHORT], ["x"], beams=3)
 
 
-def test_concat_baseline_uses_template():
-  model, params, vocab = _model(spec.PeftConfig(None, None, None), None, False)
+def test_concat_baseline_uses_template(make_model):
+  model, params, vocab = make_model(spec.PeftConfig(None, None, None), None, False)
   pred = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS)
   out = pred.generate([SHORT, LONG], ["a b", "a b"])
   assert len(out) == 2 and out[0] != out[1]

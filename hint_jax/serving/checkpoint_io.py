@@ -1,0 +1,101 @@
+"""Read a trained model (HintConfig + params) from a trainer model directory, without gin."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from flax import traverse_util
+
+from hint_jax.hypernet import config as hypernet_config
+from hint_jax.models import config as model_config
+from hint_jax.peft import spec
+from hint_jax.t5 import config as t5_config
+
+CONFIG_FILE = "hint_config.json"  # beside `checkpoints/` in the model directory
+META_KEY = "hint_config"  # or inside the checkpoint's json `meta` item
+CHECKPOINTS = "checkpoints"
+
+
+def config_to_dict(config: model_config.HintConfig) -> dict[str, Any]:
+  return dataclasses.asdict(config)
+
+
+def config_from_dict(d: dict[str, Any]) -> model_config.HintConfig:
+  """Inverse of `config_to_dict` (nested dataclasses; tuples restored from json lists)."""
+  d = dict(d)
+  d["t5"] = t5_config.T5Config(**d["t5"])
+  peft = dict(d.get("peft") or {})
+  if peft.get("lora") is not None:
+    lora = dict(peft["lora"])
+    lora["projections"] = tuple(lora.get("projections", ("query", "value")))
+    peft["lora"] = spec.LoraConfig(**lora)
+  d["peft"] = spec.PeftConfig(**peft)
+  if d.get("hypernet") is not None:
+    d["hypernet"] = hypernet_config.HypernetConfig(**d["hypernet"])
+  return model_config.HintConfig(**d)
+
+
+def save_config(model_dir: str, config: model_config.HintConfig) -> str:
+  """Writes `<model_dir>/hint_config.json` (what `load` reads when the meta lacks it)."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, CONFIG_FILE)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+  return path
+
+
+def _checkpoint_dir(model_dir: str) -> str:
+  sub = os.path.join(model_dir, CHECKPOINTS)
+  return sub if os.path.isdir(sub) else model_dir
+
+
+def _read_meta(ckpt_dir: str, step: int) -> dict[str, Any]:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  # slow import
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+  mgr = ocp.CheckpointManager(ckpt_dir, item_names=("state", "meta"), options=options)
+  try:
+    return dict(mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+  except (FileNotFoundError, KeyError, ValueError):
+    return {}
+  finally:
+    mgr.close()
+
+
+def _read_config(model_dir: str, ckpt_dir: str, step: int) -> model_config.HintConfig:
+  meta = _read_meta(ckpt_dir, step)
+  if META_KEY in meta:
+    return config_from_dict(meta[META_KEY])
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return config_from_dict(json.load(f))
+  raise ValueError(f"{model_dir}: no model config ({CONFIG_FILE} or checkpoint meta "
+                   f"'{META_KEY}'); pass config=HintConfig(...)")
+
+
+def load(model_dir: str, step: int | None = None,
+         config: model_config.HintConfig | None = None
+         ) -> tuple[model_config.HintConfig, dict, str]:
+  """(config, nested params of host arrays, checkpoint identity) of a trained model.
+
+  The identity `<abs dir>@<step>` keys the serving cache, so a new step never reuses old
+  generated parameters.
+
+  Raises:
+    FileNotFoundError: no checkpoint in `model_dir`.
+    ValueError: no config was found and none was given.
+  """
+  from hint_jax.training import checkpoint  # pylint: disable=g-import-not-at-top  # orbax
+  ckpt_dir = _checkpoint_dir(model_dir)
+  if not os.path.isdir(ckpt_dir):
+    raise FileNotFoundError(f"no model directory {model_dir}")
+  steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
+  step = steps[-1] if step is None else step
+  config = config or _read_config(model_dir, ckpt_dir, step)
+  flat = checkpoint.load_params(ckpt_dir, step)
+  params = traverse_util.unflatten_dict(flat, sep="/")
+  return config, params, f"{os.path.abspath(model_dir)}@{step}"
