@@ -7,6 +7,8 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 
+from hint_jax.data import sni_metrics
+
 # (prediction, references) -> score in [0, 1] (max over references is the scorer's job).
 Scorer = Callable[[str, Sequence[str]], float]
 METRICS = ("exact_match", "rougeL")
@@ -22,10 +24,14 @@ class ScoredExample:
   id: str = ""
 
 
+def _max_over(metric) -> Scorer:
+  return lambda prediction, references: max(float(metric(prediction, r)) for r in references)
+
+
 def default_scorers() -> dict[str, Scorer]:
-  """The official SNI metrics (exact match, ROUGE-L F1 with stemming) from `hint_jax.data`."""
-  from hint_jax.data import metrics  # pylint: disable=g-import-not-at-top
-  return {"exact_match": metrics.exact_match_score, "rougeL": metrics.rouge_l_score}
+  """The official SNI metrics (`hint_jax.data.sni_metrics`), max over references."""
+  return {"exact_match": _max_over(sni_metrics.exact_match),
+          "rougeL": _max_over(sni_metrics.rouge_l)}
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -40,3 +40,16 @@ def test_missing_references_named():
     sni_report.build_report(bad, SCORERS)
   with pytest.raises(ValueError, match="no examples"):
     sni_report.build_report([], SCORERS)
+
+
+def test_official_metrics_agree_with_data_module():
+  from hint_jax.data import sni_metrics
+  examples = [sni_report.ScoredExample("t1", "The Cat!", ("the cat", "a dog"), "C"),
+              sni_report.ScoredExample("t1", "running dogs", ("the dog runs",), "C"),
+              sni_report.ScoredExample("t2", "no", ("yes",), "D")]
+  report = sni_report.build_report(examples)
+  official = sni_metrics.compute_metrics([e.prediction for e in examples],
+                                         [list(e.references) for e in examples])
+  assert report["overall"]["exact_match"] == pytest.approx(official["exact_match"], abs=1e-3)
+  assert report["overall"]["rougeL"] == pytest.approx(official["rougeL"], abs=1e-3)
+  assert report["overall"]["exact_match"] == pytest.approx(100 / 3)
