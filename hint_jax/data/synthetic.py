@@ -25,6 +25,9 @@ KINDS = ("words", "numbers")
 MIN_ITEMS, MAX_ITEMS = 3, 5
 SPLITS = ("train", "validation", "heldout_paraphrase", "heldout_task")
 HELDOUT_TASKS = ("second_words", "sort_desc_words", "last_two_numbers", "drop_last_numbers")
+# Lengths (tokens, EOS included) that fit every example of every split with the default vocab.
+FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 8, features.TARGETS: 12}
+CONCAT_FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 32, features.TARGETS: 12}
 EXAMPLES_PER_TASK = {"train": 300, "validation": 20, "heldout_paraphrase": 20,
                      "heldout_task": 40}
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hint_jax.data import features as F
-from hint_jax.data import pipeline
+from hint_jax.data import pipeline, synthetic
 
 LENGTHS = {F.INSTRUCTION: 16, F.INPUTS: 12, F.TARGETS: 16}
 
@@ -92,3 +92,12 @@ def test_concat_converter_and_unknown_name():
     pipeline.train_iterator("sni_nope", "train", LENGTHS, 4)
   with pytest.raises(ValueError, match="has no split 'dev'"):
     pipeline.train_iterator("synthetic_hint", "dev", LENGTHS, 4)
+
+
+@pytest.mark.parametrize("name, converter, lengths", [
+    ("synthetic_hint", "hint", synthetic.FEATURE_LENGTHS),
+    ("synthetic_concat", "concat", synthetic.CONCAT_FEATURE_LENGTHS)])
+def test_synthetic_demo_lengths_never_truncate(name, converter, lengths):
+  for split in synthetic.SPLITS:
+    evs = pipeline.eval_set(name, split, lengths, 256, converter=converter)
+    assert sum(evs.stats.truncated.values()) == 0, (split, evs.stats)
