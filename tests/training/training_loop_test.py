@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import training_toy_model as toy_model
 from flax import traverse_util
 
 from hint_jax.data import features as F
 from hint_jax.training import checkpoint, loop, optim
 from hint_jax.training import config as config_lib
-import training_toy_model as toy_model
 
 
 def _cfg(model_dir, steps, **kw):

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import training_toy_model as toy_model
 from flax import traverse_util
 
 from hint_jax import axes
@@ -12,7 +13,6 @@ from hint_jax.data import features as F
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.training import batches, loop, optim
 from hint_jax.training import config as config_lib
-import training_toy_model as toy_model
 
 
 def _cfg(tmp_path, model_parallel=1, rules=axes.STANDARD_RULES, **optim_kw):

@@ -113,12 +113,19 @@ def make_batch(step: int, batch_size: int = 16, seed: int = 0, num_tasks: int = 
           F.DECODER_TARGET_TOKENS: targets, F.DECODER_LOSS_WEIGHTS: weights}
 
 
-def source(batch_size: int = 16, seed: int = 0, process_index: int = 0, process_count: int = 1):
+def source(batch_size: int = 16, seed: int = 0, process_index: int = 0, process_count: int = 1,
+           num_tasks: int = 4):
   """`data(start_step)` over `make_batch`, yielding this process's rows of each global batch."""
   def data(start_step):
     for s in itertools.count(start_step):
-      b = make_batch(s, batch_size, seed)
+      b = make_batch(s, batch_size, seed, num_tasks)
       n = batch_size // process_count
       rows = slice(process_index * n, (process_index + 1) * n)
-      yield {k: (v if k == F.HYPER_ENCODER_INPUT_TOKENS else v[rows]) for k, v in b.items()}
+      local = {k: (v if k == F.HYPER_ENCODER_INPUT_TOKENS else v[rows]) for k, v in b.items()}
+      # Each process holds its own (here: rotated) task table with indices into it, as the
+      # real pipeline does; the trainer must offset them into the global table.
+      perm = np.roll(np.arange(num_tasks), process_index)
+      local[F.HYPER_ENCODER_INPUT_TOKENS] = b[F.HYPER_ENCODER_INPUT_TOKENS][perm]
+      local[F.TASK_INDEX] = np.argsort(perm)[local[F.TASK_INDEX]].astype(np.int32)
+      yield local
   return data
