@@ -1,0 +1,49 @@
+"""Score-versus-FLOPs-per-example plot (as in the HINT paper), written as a PNG with matplotlib Agg."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One model on the plot.
+
+  Attributes:
+    label: text next to the marker (e.g. "HINT small").
+    flops_per_example: forward FLOPs per example (hypernetwork amortised).
+    score: e.g. ROUGE-L x100.
+    series: models sharing a series are joined by a line (e.g. "HINT", "concat").
+  """
+  label: str
+  flops_per_example: float
+  score: float
+  series: str
+
+
+def plot_score_vs_flops(points: Sequence[Point], path: str, title: str = "",
+                        ylabel: str = "ROUGE-L") -> None:
+  """Log-x scatter of score against GFLOPs/example, one line per series, saved to `path`."""
+  if not points:
+    raise ValueError("plot_score_vs_flops: no points")
+  import matplotlib  # pylint: disable=g-import-not-at-top  # headless backend before pyplot
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+  for series in dict.fromkeys(p.series for p in points):
+    pts = sorted((p for p in points if p.series == series), key=lambda p: p.flops_per_example)
+    xs = [p.flops_per_example / 1e9 for p in pts]
+    ax.plot(xs, [p.score for p in pts], marker="o", label=series)
+    for p, x in zip(pts, xs):
+      ax.annotate(p.label, (x, p.score), textcoords="offset points", xytext=(4, 4), fontsize=7)
+  ax.set_xscale("log")
+  ax.set_xlabel("GFLOPs per example (forward, hypernetwork amortised)")
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title, fontsize=9)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
