@@ -51,6 +51,12 @@ def shift_right(targets_BT: np.ndarray) -> np.ndarray:
   return out
 
 
+def shift_right_jnp(targets_BT):
+  """`shift_right` inside jit (jax arrays)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return jnp.pad(targets_BT[:, :-1], ((0, 0), (1, 0)))
+
+
 def chunks(n: int, size: int) -> list[tuple[int, int]]:
   """[(start, stop)] covering range(n) in pieces of at most `size`."""
   return [(s, min(s + size, n)) for s in range(0, n, size)]

@@ -77,7 +77,14 @@ def _compiled(model: hint.HintModel):
   if key not in _COMPILED:
     def generate(params, encoding, tokens_BL, index_B, rng, opts):
       return model.generate(params, encoding, tokens_BL, index_B, rng=rng, **dict(opts))
-    _COMPILED[key] = (jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",)))
+    def score(params, encoding, tokens_BL, index_B, targets_BT):
+      logits_BTV = model.apply(params, encoding, tokens_BL, batching.shift_right_jnp(targets_BT),
+                               index_B)
+      log_probs_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+      token_BT = jnp.take_along_axis(log_probs_BTV, targets_BT[..., None], axis=-1)[..., 0]
+      return jnp.sum(token_BT * (targets_BT > 0), axis=-1)
+    _COMPILED[key] = (jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",)),
+                      jax.jit(score))
   return _COMPILED[key]
 
 
@@ -111,7 +118,7 @@ class Predictor:
     self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir)
     max_i = model.config.max_instruction_length
     self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
-    self._encode_task, self._generate = _compiled(model)
+    self._encode_task, self._generate, self._score = _compiled(model)
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,
@@ -179,7 +186,8 @@ class Predictor:
     tokens = batching.tokenize(self.vocab, texts, max_len)
     return jnp.asarray(batching.pad_to_bucket(tokens, self.buckets.input_lengths, rows))
 
-  def _batch(self, instructions, inputs, opts: tuple, rng) -> list[str]:
+  def _features(self, instructions, inputs):
+    """(task table, encoder tokens [B, L], task index [B]) padded to the batch bucket."""
     rows = batching.bucket(len(inputs), self.buckets.batch_sizes)
     tokens_BL = self._inputs(instructions, inputs, rows)
     index_B = np.zeros((rows,), np.int32)
@@ -188,7 +196,11 @@ class Predictor:
       distinct = list(dict.fromkeys(instructions))
       index_B[:len(inputs)] = [distinct.index(i) for i in instructions]
       encoding = self._table([self.adaptation(i) for i in distinct], rows)
-    out_BT = self._generate(self.params, encoding, tokens_BL, jnp.asarray(index_B), rng, opts)
+    return encoding, tokens_BL, jnp.asarray(index_B)
+
+  def _batch(self, instructions, inputs, opts: tuple, rng) -> list[str]:
+    encoding, tokens_BL, index_B = self._features(instructions, inputs)
+    out_BT = self._generate(self.params, encoding, tokens_BL, index_B, rng, opts)
     out_BT = np.asarray(out_BT)
     return [self.vocab.decode(out_BT[i]) for i in range(len(inputs))]
 
@@ -230,3 +242,25 @@ class Predictor:
       out += self._batch(instructions[start:stop], inputs[start:stop], opts,
                          jax.random.fold_in(rng, n))
     return out
+
+  def score(self, instructions: Sequence[str], inputs: Sequence[str], targets: Sequence[str],
+            max_target_len: int = 64) -> np.ndarray:
+    """Sum of target-token log-likelihoods per example (teacher forced; rank classification).
+
+    Raises:
+      ValueError: mismatched lengths or a non-string entry (one line).
+    """
+    instructions = _check_texts("instructions", instructions)
+    inputs = _check_texts("inputs", inputs)
+    targets = _check_texts("targets", targets)
+    if not len(instructions) == len(inputs) == len(targets):
+      raise ValueError(f"got {len(instructions)} instructions, {len(inputs)} inputs and "
+                       f"{len(targets)} targets")
+    out = []
+    for start, stop in batching.chunks(len(inputs), max(self.buckets.batch_sizes)):
+      encoding, tokens_BL, index_B = self._features(instructions[start:stop], inputs[start:stop])
+      tgt = batching.tokenize(self.vocab, targets[start:stop], max_target_len)
+      targets_BT = batching.pad(tgt, max_target_len, tokens_BL.shape[0])
+      scores = self._score(self.params, encoding, tokens_BL, index_B, jnp.asarray(targets_BT))
+      out.append(np.asarray(scores)[:stop - start])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hint_jax.evaluation import rank_classification as rc
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.peft import spec
 from hint_jax.serving import predictor as predictor_lib
@@ -126,3 +127,15 @@ def test_concat_baseline_uses_template(make_model):
   assert len(out) == 2 and out[0] != out[1]
   with pytest.raises(ValueError, match="no instruction input"):
     pred.adapt(SHORT)
+
+
+def test_score_matches_model_score_fn(hint_model, predictor):
+  model, params, vocab = hint_model
+  targets = ["yes", "no no", "maybe", "x"]
+  instructions = [SHORT, LONG, SHORT, ""]
+  ours = predictor.score(instructions, INPUTS, targets, max_target_len=8)
+  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16, targets=8))(
+      list(zip(instructions, INPUTS, targets)), 4)
+  reference = np.asarray(jax.jit(model.score_fn)(params, batch))
+  np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+  assert len(set(np.round(ours, 3))) == 4
