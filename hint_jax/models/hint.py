@@ -26,8 +26,9 @@ from hint_jax import types
 from hint_jax.data import features
 from hint_jax.hypernet import model as hypernet_lib
 from hint_jax.models import config as config_lib
-from hint_jax.models import groups
+from hint_jax.models import groups, losses
 from hint_jax.peft import spec
+from hint_jax.t5 import decoding
 from hint_jax.t5 import model as t5_model
 
 BACKBONE = groups.BACKBONE
@@ -74,20 +75,36 @@ class HintModel:
 
   def init(self, rng_init: types.PRNGKey, batch: types.Batch) -> types.PyTree:
     """Fresh boxed parameters; only the shapes of the batch's first example are used."""
-    rng_t5, rng_hyper, rng_encoder = jax.random.split(rng_init, 3)
-    enc_1L = jnp.asarray(batch[features.ENCODER_INPUT_TOKENS])[:1]
-    dec_1T = jnp.asarray(batch[features.DECODER_INPUT_TOKENS])[:1]
-    params = {BACKBONE: self.t5.init(rng_t5, enc_1L, dec_1T)["params"]}
-    hyper = {}
-    if self.hypernet is not None:
-      encoded_1ID = jnp.zeros((1, 1, self.config.t5.d_model), jnp.float32)
-      hyper.update(self.hypernet.init(rng_hyper, encoded_1ID, jnp.ones((1, 1), bool))["params"])
-    if self.config.uses_instruction and self.config.instruction_encoder == "separate":
-      hyper[INSTRUCTION_ENCODER] = self.t5.init(rng_encoder, enc_1L, method=t5_model.T5.encode)[
-          "params"]
+    rng_backbone, rng_hypernet = jax.random.split(rng_init)
+    params = {BACKBONE: self.init_backbone(rng_backbone, batch)}
+    hyper = self.init_hypernet(rng_hypernet, batch)
     if hyper:
       params[HYPERNET] = hyper
     return params
+
+  def init_backbone(self, rng_init: types.PRNGKey, batch: types.Batch) -> types.PyTree:
+    """Fresh boxed T5 params (the "backbone" subtree)."""
+    enc_1L = jnp.asarray(batch[features.ENCODER_INPUT_TOKENS])[:1]
+    dec_1T = jnp.asarray(batch[features.DECODER_INPUT_TOKENS])[:1]
+    return self.t5.init(rng_init, enc_1L, dec_1T)["params"]
+
+  def init_hypernet(self, rng_init: types.PRNGKey, batch: types.Batch) -> types.PyTree:
+    """Fresh boxed "hypernet" subtree ({} for a model without one): the generator params and,
+    when configured, the separate instruction encoder copy."""
+    rng_net, rng_encoder = jax.random.split(rng_init)
+    hyper = self.init_generator(rng_net)
+    if self.config.uses_instruction and self.config.instruction_encoder == "separate":
+      enc_1L = jnp.asarray(batch[features.ENCODER_INPUT_TOKENS])[:1]
+      hyper[INSTRUCTION_ENCODER] = self.t5.init(rng_encoder, enc_1L,
+                                                method=t5_model.T5.encode)["params"]
+    return hyper
+
+  def init_generator(self, rng_init: types.PRNGKey) -> dict:
+    """Fresh boxed params of the `Hypernet` module (pooling, tables, generator MLPs) or {}."""
+    if self.hypernet is None:
+      return {}
+    encoded_1ID = jnp.zeros((1, 1, self.config.t5.d_model), jnp.float32)
+    return dict(self.hypernet.init(rng_init, encoded_1ID, jnp.ones((1, 1), bool))["params"])
 
   def param_labels(self, params: types.PyTree) -> types.PyTree:
     """'backbone' or 'hypernet' for every leaf (the top-level owner)."""
@@ -199,11 +216,10 @@ class HintModel:
   def loss_fn(self, params: types.PyTree, batch: types.Batch,
               rng_dropout: types.PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
     """Mean weighted cross-entropy (+ z-loss) and summed metrics, see `models.interface`."""
-    from hint_jax.models import losses  # TODO(issue 3): top-level import once it lands
     logits_BTV = self.forward(params, batch, rng_dropout)
-    return losses.loss_and_metrics(
+    return losses.cross_entropy(
         logits_BTV, batch[features.DECODER_TARGET_TOKENS],
-        batch[features.DECODER_LOSS_WEIGHTS], z_loss=self.config.z_loss,
+        batch.get(features.DECODER_LOSS_WEIGHTS), z_loss=self.config.z_loss,
         label_smoothing=self.config.label_smoothing)
 
   def score_fn(self, params: types.PyTree, batch: types.Batch) -> jax.Array:
@@ -218,7 +234,6 @@ class HintModel:
                encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None, *,
                max_decode_len: int, **decode_options: Any) -> jax.Array:
     """Decodes [B, T] tokens with a (cached) TaskEncoding; prefixes live in the decoding cache."""
-    from hint_jax.t5 import decoding  # TODO(issue 3): top-level import once it lands
     encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
                                                        task_index_B)
     return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, example.task_params,

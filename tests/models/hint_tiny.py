@@ -1,6 +1,8 @@
 """Tiny HINT configs and batches shared by the model tests (odd sizes catch shape mix-ups)."""
 import dataclasses
+import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +62,51 @@ def per_example(b: dict) -> dict:
   return b
 
 
+@functools.cache
+def model(config: config_lib.HintConfig) -> hint.HintModel:
+  """One model object per config, so its jitted methods compile once per test session."""
+  return hint.HintModel(config)
+
+
+@functools.cache
+def jitted(config: config_lib.HintConfig, method: str):
+  return jax.jit(getattr(model(config), method))
+
+
+def _fill(abstract, seed: int):
+  """Plain params for a boxed abstract tree: fan-in scaled normals, norm scales 1, std-1 tables.
+
+  XLA-compiling the initialisers (threefry per parameter) costs tens of seconds on a loaded
+  2-core CPU; every equivalence tested here holds for any weights. The real initialisers run in
+  `tests/hypernet` (Hypernet module) and the T5 tests.
+  """
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if len(leaf.shape) == 1:
+      return jnp.ones(leaf.shape, leaf.dtype)
+    fan_in = leaf.shape[0] * (leaf.shape[1] if name.endswith("['out']") else 1)
+    std = 1.0 if "embed_" in name else 1.0 / np.sqrt(fan_in)
+    return jnp.asarray(rng.normal(size=leaf.shape) * std, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, nn.unbox(abstract))
+
+
+@functools.cache
+def _backbone(seed: int) -> dict:
+  return _fill(jax.eval_shape(model(PLAIN).init_backbone, jax.random.PRNGKey(seed), batch()),
+               seed)
+
+
 def model_and_params(config: config_lib.HintConfig, seed: int = 0):
-  model = hint.HintModel(config)
-  params = hint.unbox(jax.jit(model.init)(jax.random.PRNGKey(seed), batch()))
-  return model, params
+  """(model, plain params): the same backbone for every config, a config-specific hypernet."""
+  params = {"backbone": _backbone(seed)}
+  abstract = jax.eval_shape(model(config).init_hypernet, jax.random.PRNGKey(seed), batch())
+  if abstract:
+    params["hypernet"] = _fill(abstract, seed + 1)
+  return model(config), params
+
+
+def forward(config: config_lib.HintConfig, params, b) -> jax.Array:
+  return jitted(config, "forward")(params, b)

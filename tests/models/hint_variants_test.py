@@ -1,0 +1,137 @@
+"""Each generated module and fusion switch on and off alone; LoRA equals merged kernels;
+separate instruction encoder; backbone from Hugging Face weights with a fresh hypernetwork."""
+import dataclasses
+
+import chex
+import hint_tiny
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hint_jax.data import features
+from hint_jax.models import baseline, hint, pretrained
+from hint_jax.peft import spec
+from hint_jax.t5 import hf
+
+F = features
+_SITE_PATHS = {"encoder": ("encoder", "attention"), "decoder_self": ("decoder", "self_attention"),
+               "decoder_cross": ("decoder", "encoder_decoder_attention")}
+
+
+def _forward(config, b, seed=0):
+  model, params = hint_tiny.model_and_params(config, seed)
+  return model, params, jax.jit(model.forward)(params, b)
+
+
+@pytest.fixture(scope="module")
+def plain_logits():
+  b = hint_tiny.batch()
+  return b, _forward(hint_tiny.PLAIN, b)[2]
+
+
+@pytest.mark.parametrize("name,kind", [("adapters_only", "adapter"), ("prefixes_only", "prefix"),
+                                       ("lora_only", "lora")])
+def test_each_module_alone(plain_logits, name, kind):
+  b, plain = plain_logits
+  config = dataclasses.replace(baseline.variant(hint_tiny.HINT, name), fusion=False)
+  model, params, logits = _forward(config, b)
+  encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
+  present = {k for k in ("adapter", "prefix", "lora")
+             if getattr(encoding.task_params.encoder, k) is not None}
+  assert present == {kind}
+  assert encoding.encoded is None
+  # Same backbone weights (same seed) as the plain model: the module alone changes the output.
+  assert float(jnp.abs(logits - plain).max()) > 1e-4
+
+
+def test_fusion_alone_and_hypernet_without_fusion(plain_logits):
+  b, plain = plain_logits
+  fusion_only = baseline.variant(hint_tiny.HINT, "fusion_only")
+  model, params, logits = _forward(fusion_only, b)
+  assert set(params) == {"backbone"}
+  encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
+  assert encoding.task_params is None and encoding.encoded.shape == (2, 8, 12)
+  encoded, mask, _ = model.encode_inputs(params, encoding, b[F.ENCODER_INPUT_TOKENS],
+                                         b[F.TASK_INDEX])
+  assert encoded.shape == (4, 8 + 6, 12) and mask.shape == (4, 14)
+  assert float(jnp.abs(logits - plain).max()) > 1e-4
+  no_fusion = baseline.variant(hint_tiny.HINT, "no_fusion")
+  model, params, _ = _forward(no_fusion, b)
+  encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
+  assert encoding.encoded is None and encoding.task_params is not None
+
+
+def test_concat_variant_is_plain_t5(plain_logits):
+  b, plain = plain_logits
+  config = baseline.variant(hint_tiny.HINT, "concat")
+  assert config == baseline.concat_config(hint_tiny.T5, z_loss=config.z_loss)
+  np.testing.assert_array_equal(_forward(config, b)[2], plain)
+  with pytest.raises(ValueError, match="unknown variant"):
+    baseline.variant(hint_tiny.HINT, "nope")
+
+
+def _merge_lora(backbone, task_params):
+  merged = jax.tree.map(lambda x: x, backbone)
+  for site_name, (stack, block) in _SITE_PATHS.items():
+    site = getattr(task_params, site_name)
+    for proj, low_rank in site.lora.items():
+      for i in range(low_rank.a.shape[1]):
+        node = merged[stack][f"layers_{i}"][block][proj]
+        delta_IO = low_rank.a[0, i] @ low_rank.b[0, i] * low_rank.scale
+        node["kernel"] = node["kernel"] + delta_IO.reshape(node["kernel"].shape)
+  return merged
+
+
+def test_lora_applied_equals_lora_merged_into_kernels():
+  config = dataclasses.replace(baseline.variant(hint_tiny.HINT, "lora_only"), fusion=False)
+  b = hint_tiny.batch(num_tasks=1)
+  model, params, logits = _forward(config, b)
+  encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
+  merged = _merge_lora(params["backbone"], encoding.task_params)
+  plain_model = hint.HintModel(hint_tiny.PLAIN)
+  want = jax.jit(plain_model.forward)({"backbone": merged}, b)
+  chex.assert_trees_all_close(logits, want, atol=1e-5, rtol=1e-5)
+
+
+def test_separate_instruction_encoder():
+  config = hint_tiny.variant(instruction_encoder="separate")
+  b = hint_tiny.batch()
+  model, params, logits = _forward(config, b)
+  copy = params["hypernet"]["instruction_encoder"]
+  assert set(copy) == {"token_embedder", "encoder"}
+  # The instruction path reads the copy, not the backbone's encoder.
+  shared_enc = model.encode_instructions(params, b[F.HYPER_ENCODER_INPUT_TOKENS])[0]
+  bumped = dict(params, backbone=dict(params["backbone"], encoder=jax.tree.map(
+      lambda x: x * 1.5, params["backbone"]["encoder"])))
+  np.testing.assert_array_equal(
+      model.encode_instructions(bumped, b[F.HYPER_ENCODER_INPUT_TOKENS])[0], shared_enc)
+  chex.assert_tree_all_finite(logits)
+
+
+def test_init_backbone_from_hf_weights_hypernet_fresh(tmp_path):
+  _, source = hint_tiny.model_and_params(hint_tiny.PLAIN, seed=7)
+  hf.save_hf_t5(hint_tiny.T5, source["backbone"], tmp_path)
+  config = hint_tiny.variant(instruction_encoder="separate")
+  model = hint.HintModel(config)
+  b = hint_tiny.batch()
+  params = hint.unbox(pretrained.init_from_hf(model, jax.random.PRNGKey(0), b, tmp_path))
+  chex.assert_trees_all_close(params["backbone"], source["backbone"], atol=0, rtol=0)
+  copy = params["hypernet"]["instruction_encoder"]
+  chex.assert_trees_all_close(copy["encoder"], source["backbone"]["encoder"], atol=0, rtol=0)
+  fresh = hint.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), b))
+  chex.assert_trees_all_close(params["hypernet"]["pooling"], fresh["hypernet"]["pooling"])
+  wrong = hint.HintModel(hint_tiny.variant(t5=dataclasses.replace(hint_tiny.T5, d_ff=16)))
+  with pytest.raises(ValueError, match="d_ff"):
+    pretrained.init_from_hf(wrong, jax.random.PRNGKey(0), b, tmp_path)
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="hypernet is None"):
+    hint_tiny.variant(hypernet=None)
+  with pytest.raises(ValueError, match="at least one generated module"):
+    hint_tiny.variant(peft=hint_tiny.PEFT_NONE)
+  with pytest.raises(ValueError, match="instruction_encoder"):
+    hint_tiny.variant(instruction_encoder="bert")
+  assert not hint_tiny.PLAIN.uses_instruction
+  assert spec.PeftConfig().adapter_size == 64
