@@ -81,8 +81,11 @@ class P3Config:
     validation_per_template: last examples of each template kept for `validation`.
     cap: at most this many examples per template (a seeded subset; T0's mixing cap).
     seed: seed of the capped subset.
+    tfrecord_dir: read P3 tfrecords instead, laid out as in the P3 release:
+      `<tfrecord_dir>/<task>/<split>.tfrecord-*` (splits are the file prefixes).
   """
   p3_dir: str | os.PathLike | None = None
+  tfrecord_dir: str | os.PathLike | None = None
   fmt: str = "hint"
   validation_per_template: int = 5
   cap: int = T0_MIXING_CAP
@@ -140,8 +143,29 @@ def template_files(cfg: P3Config) -> list[epath.Path]:
   return files
 
 
+def tfrecord_records(split: str, cfg: P3Config) -> Iterator[dict]:
+  """Yields records of `<tfrecord_dir>/<task>/<split>.tfrecord-*`, task by task (sorted)."""
+  root = epath.Path(cfg.tfrecord_dir)
+  task_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+  if not task_dirs:
+    raise P3FormatError(f"no P3 task directories under {root}")
+  for task_dir in task_dirs:
+    recs = [r for f in sorted(task_dir.glob(f"{split}.tfrecord*")) for r in read_tfrecord(str(f))]
+    if not recs:
+      continue
+    template = masked_template([r["inputs"] for r in recs]) if cfg.fmt == "hint" else ""
+    if len(recs) > cfg.cap:
+      recs = random.Random(f"{cfg.seed}/{task_dir.name}").sample(recs, cfg.cap)
+    for r in recs:
+      yield {F.INSTRUCTION: template, F.INPUTS: r["inputs"], F.TARGETS: r["targets"],
+             "task": task_dir.name}
+
+
 def records(split: str, cfg: P3Config = P3Config()) -> Iterator[dict]:
   """Yields `{instruction, inputs, targets, task}` for `split` ("train" or "validation")."""
+  if cfg.tfrecord_dir is not None:
+    yield from tfrecord_records(split, cfg)
+    return
   if split not in ("train", "validation"):
     raise ValueError(f"unknown P3 split {split!r}; available: ('train', 'validation')")
   for path in template_files(cfg):

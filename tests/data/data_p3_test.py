@@ -56,17 +56,34 @@ def test_malformed_line_names_file_and_line(tmp_path):
     list(p3.records("train", p3.P3Config(p3_dir=tmp_path / "nowhere")))
 
 
+def _write_tfrecord(path, prompts, targets, choices=None):
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for prompt, target in zip(prompts, targets):
+      feats = {"inputs_pretokenized": [prompt.encode()], "targets_pretokenized": [target.encode()]}
+      if choices:
+        feats["answer_choices"] = [c.encode() for c in choices]
+      example = tf.train.Example(features=tf.train.Features(feature={
+          k: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)) for k, v in feats.items()}))
+      if choices:
+        example.features.feature["is_correct"].int64_list.value.append(1)
+      writer.write(example.SerializeToString())
+
+
 def test_read_tfrecord_with_answer_choices(tmp_path):
-  path = str(tmp_path / "p3.tfrecord")
-  with tf.io.TFRecordWriter(path) as writer:
-    feats = {"inputs_pretokenized": [b"Is it? "], "targets_pretokenized": [b"yes\n"],
-             "answer_choices": [b"yes", b"no"]}
-    example = tf.train.Example(features=tf.train.Features(feature={
-        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)) for k, v in feats.items()}))
-    example.features.feature["is_correct"].int64_list.value.append(1)
-    writer.write(example.SerializeToString())
-  assert p3.read_tfrecord(path) == [{"inputs": "Is it? ", "targets": "yes",
-                                     "answer_choices": ["yes", "no"], "is_correct": True}]
+  _write_tfrecord(tmp_path / "p3.tfrecord", ["Is it? "], ["yes\n"], ["yes", "no"])
+  assert p3.read_tfrecord(str(tmp_path / "p3.tfrecord")) == [
+      {"inputs": "Is it? ", "targets": "yes", "answer_choices": ["yes", "no"], "is_correct": True}]
+
+
+def test_records_from_p3_tfrecord_layout(tmp_path):
+  (tmp_path / "amz_neg").mkdir()
+  _write_tfrecord(tmp_path / "amz_neg" / "train.tfrecord-00000-of-00001", PROMPTS, ["a", "b", "c"])
+  _write_tfrecord(tmp_path / "amz_neg" / "validation.tfrecord-00000-of-00001", PROMPTS[:1], ["a"])
+  cfg = p3.P3Config(tfrecord_dir=tmp_path)
+  train = list(p3.records("train", cfg))
+  assert [r["targets"] for r in train] == ["a", "b", "c"]
+  assert train[0]["instruction"] == "Title: [MASK]\nReview: [MASK]\nIs this review negative?"
+  assert len(list(p3.records("validation", cfg))) == 1
 
 
 def test_shared_sample_templates(shared_data):
