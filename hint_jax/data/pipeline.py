@@ -6,6 +6,8 @@ kept in host memory. Training order is a pure function of `(seed, step)`: a "mix
 epoch is then shuffled with a seed of its own. So starting at `start_step=k` yields exactly the
 batches an uninterrupted run sees from step k, and each process of a multi-host run takes its
 contiguous slice `[shard_id * B / num_shards, ...)` of every global batch of B examples.
+Holding examples in memory suits SNI, P3 (T0-capped) and the synthetic suite; C4-scale
+pretraining text is read up to a document limit (see tasks/pretrain.py).
 """
 import dataclasses
 import functools
