@@ -14,8 +14,13 @@ class UsageError(Exception):
   """A bad command line or gin configuration; reported as one line with a non-zero exit."""
 
 
+class _Parser(argparse.ArgumentParser):
+  def error(self, message: str):
+    raise UsageError(f"bad command line: {message}")
+
+
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = _Parser(
       prog="hint-jax", description="Train, evaluate or run inference with HINT models.",
       epilog="Bindings: --gin.KEY=VALUE (e.g. --gin.MODEL_DIR=\"'/tmp/run'\"), repeatable.")
   p.add_argument("command", choices=COMMANDS)
@@ -62,6 +67,7 @@ def _resolve(name: str, search_paths: Sequence[str]) -> str:
 def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: str) -> None:
   """Parses gin files and bindings; any gin error becomes a one-line `UsageError`."""
   paths = [p for p in search_paths.split(",") if p]
+  gin.clear_config()  # a fresh configuration per command (also when called in-process)
   for path in paths:
     gin.add_config_file_search_path(path)
   resolved = [_resolve(f, paths) for f in files]

@@ -1,6 +1,7 @@
 """The `hint-jax` command: parse flags and gin, start multi-host, dispatch train/eval/infer."""
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,12 +23,7 @@ def run(argv: Sequence[str]) -> object:
 
   from hint_jax.run import distributed  # pylint: disable=import-outside-toplevel
   rest, bindings = gin_utils.split_bindings(argv)
-  try:
-    args = gin_utils.parser().parse_args(rest)
-  except SystemExit as e:
-    if e.code == 0:
-      raise
-    raise gin_utils.UsageError(f"bad command line: {' '.join(rest)}") from None
+  args = gin_utils.parser().parse_args(rest)
   if not args.gin_file:
     raise gin_utils.UsageError("no --gin_file given (e.g. --gin_file=runs/tiny_cpu.gin)")
   distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
@@ -48,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   for noisy in ("absl", "jax", "orbax"):  # per-save orbax chatter; metrics print themselves
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  for handler in logging.getLogger().handlers:  # gin logs every include it probes as an ERROR
+    handler.addFilter(lambda r: "gin" not in r.pathname.split(os.sep)[-2:-1])
   try:
     result = run(sys.argv[1:] if argv is None else argv)
   except gin_utils.UsageError as e:
