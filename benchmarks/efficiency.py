@@ -62,9 +62,10 @@ def random_params(model: hint.HintModel, seed: int):
   return jax.tree.map(draw, shapes)
 
 
-def build_models(preset: str, vocab_size: int, seed: int, peft: spec.PeftConfig):
+def build_models(preset: str, vocab_size: int, seed: int, peft: spec.PeftConfig,
+                 **t5_overrides):
   """(hint model, params, concat model, params) sharing one backbone."""
-  t5 = t5_config.T5Config.preset(preset, vocab_size=vocab_size)
+  t5 = t5_config.T5Config.preset(preset, vocab_size=vocab_size, **t5_overrides)
   hint_model = hint.HintModel(model_config.HintConfig(
       t5=t5, peft=peft, hypernet=hypernet_config.HypernetConfig(), fusion=True,
       max_instruction_length=MAX_INPUT))
