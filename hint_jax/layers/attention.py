@@ -39,7 +39,7 @@ class Attention(nn.Module):
       y_BLHK = y_BLHK + delta_BLO.reshape(y_BLHK.shape)
     return y_BLHK
 
-  def _keys_values(self, inputs_kv_BSD, site, decode, position):
+  def _keys_values(self, inputs_kv_BSD, site, decode, position, cache_length):
     """Keys/values [B, P+S, H, K] including the prefix, using and updating the cache."""
     pfx = None if site is None else site.prefix
     if decode and self.is_cross:
@@ -50,8 +50,10 @@ class Attention(nn.Module):
     v_BSHK = self._project("value", inputs_kv_BSD, site)
     if decode and not self.is_cross:
       initialized = self.has_variable("cache", "cached_key")
-      cached_k = self.variable("cache", "cached_key", jnp.zeros, k_BSHK.shape, k_BSHK.dtype)
-      cached_v = self.variable("cache", "cached_value", jnp.zeros, v_BSHK.shape, v_BSHK.dtype)
+      b, s, h, k = k_BSHK.shape
+      shape = (b, cache_length or s, h, k)
+      cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k_BSHK.dtype)
+      cached_v = self.variable("cache", "cached_value", jnp.zeros, shape, v_BSHK.dtype)
       if initialized:  # one step: write this position, attend over the whole cache
         start = (0, position, 0, 0)
         cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BSHK, start)
@@ -68,7 +70,8 @@ class Attention(nn.Module):
   def __call__(self, inputs_q_BTD: types.Array, inputs_kv_BSD: types.Array,
                bias_BHTS: types.Array, site: spec.SiteParams | None = None,
                enable_dropout: bool = False, decode: bool = False,
-               position: types.Array | None = None) -> types.Array:
+               position: types.Array | None = None,
+               cache_length: int | None = None) -> types.Array:
     """Attention output [B, T, D].
 
     Args:
@@ -80,9 +83,10 @@ class Attention(nn.Module):
       enable_dropout: dropout on the attention weights.
       decode: use/update the cache (see class docstring).
       position: decoding step index (self-attention with an initialized cache).
+      cache_length: self-attention cache size when creating it (default: the input length).
     """
     q_BTHK = self._project("query", inputs_q_BTD, site)
-    k_BSHK, v_BSHK = self._keys_values(inputs_kv_BSD, site, decode, position)
+    k_BSHK, v_BSHK = self._keys_values(inputs_kv_BSD, site, decode, position, cache_length)
     if site is not None and site.prefix is not None:
       bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix.key.shape[1])
     q_BTHK = dense.constrain(q_BTHK, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_HEADS, axes.ACT_KV))

@@ -17,7 +17,7 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, y_BTD, encoded_BSD, self_bias, cross_bias, self_site, cross_site,
-               enable_dropout: bool, decode: bool, position):
+               enable_dropout: bool, decode: bool, position, cache_length=None):
     cfg = self.config
     dtype, rate = cfg.compute_dtype, cfg.dropout_rate
 
@@ -26,7 +26,7 @@ class DecoderLayer(nn.Module):
 
     h_BTD = norm("pre_self_attention_layer_norm", y_BTD)
     h_BTD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, rate, name="self_attention")(
-        h_BTD, h_BTD, self_bias, self_site, enable_dropout, decode, position)
+        h_BTD, h_BTD, self_bias, self_site, enable_dropout, decode, position, cache_length)
     y_BTD = y_BTD + dropout(h_BTD, rate, enable_dropout)
     h_BTD = norm("pre_cross_attention_layer_norm", y_BTD)
     h_BTD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, rate, is_cross=True,
@@ -47,9 +47,10 @@ def _slice(site: spec.SiteParams | None, layer: int) -> spec.SiteParams | None:
 class Decoder(nn.Module):
   """Embedding -> layers_0..N-1 -> decoder_norm -> logits (tied or `logits_dense`).
 
-  decode=True: the first call (cache absent) runs the full sequence and creates the cache sized
-  by the given decoder tokens [B, T_max]; later calls take one token [B, 1] at the cached
-  `position` and advance it.
+  decode=True: the first call (cache absent) creates the cache sized by the given decoder tokens
+  [B, T_max] (self-attention caches zeroed, cross-attention keys/values projected) and, to stay
+  cheap, runs only the first token (returned logits are [B, 1, V]); later calls take one token
+  [B, 1] at the cached `position` and advance it.
   """
   config: config_lib.T5Config
   embedder: nn.Module
@@ -63,9 +64,10 @@ class Decoder(nn.Module):
       bias = relpos(position[None], max_len) + masks.step_causal_bias(position, max_len)
       pos_var.value = position + 1
       return bias, position
-    if decode:
+    if decode:  # creating the cache: only the first position is computed
       self.variable("cache", "position", jnp.zeros, (), jnp.int32)
       self.variable("cache", "max_length_marker", jnp.zeros, (length,), jnp.int8)
+      length = 1
     return relpos(jnp.arange(length), length) + masks.causal_bias(length), None
 
   @nn.compact
@@ -73,12 +75,16 @@ class Decoder(nn.Module):
                tokens_BT: types.Array, task_params: spec.TaskParams | None = None,
                enable_dropout: bool = False, decode: bool = False) -> types.Array:
     cfg = self.config
+    creating_cache = decode and not self.has_variable("cache", "position")
+    cache_length = tokens_BT.shape[1] if creating_cache else None
+    if creating_cache:
+      tokens_BT = tokens_BT[:, :1]
     y_BTD = self.embedder(tokens_BT.astype(jnp.int32))
     y_BTD = dense.constrain(dropout(y_BTD, cfg.dropout_rate, enable_dropout), ACT_BLD)
     relpos = embed.RelativePositionBias(
         cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
         bidirectional=False, name="relpos_bias")
-    self_bias, position = self._self_bias(relpos, tokens_BT.shape[1], decode)
+    self_bias, position = self._self_bias(relpos, cache_length or tokens_BT.shape[1], decode)
     cross_bias = masks.padding_bias(encoder_mask_BS)
     encoded_BSD = encoded_BSD.astype(cfg.compute_dtype)
     self_site = None if task_params is None else task_params.decoder_self
@@ -86,7 +92,7 @@ class Decoder(nn.Module):
     for i in range(cfg.num_decoder_layers):
       y_BTD = DecoderLayer(cfg, name=f"layers_{i}")(
           y_BTD, encoded_BSD, self_bias, cross_bias, _slice(self_site, i), _slice(cross_site, i),
-          enable_dropout, decode, position)
+          enable_dropout, decode, position, cache_length)
     y_BTD = norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name="decoder_norm")(y_BTD)
     y_BTD = dropout(y_BTD, cfg.dropout_rate, enable_dropout)
     if cfg.tie_word_embeddings:

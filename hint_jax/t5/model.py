@@ -62,7 +62,8 @@ class T5(nn.Module):
       task_params: uses `decoder_self` (self-attention + adapter) and `decoder_cross`.
       enable_dropout: dropout on (needs a "dropout" rng).
       decode: one-step autoregressive mode with the mutable "cache" collection: the first call
-        with [B, T_max] tokens creates it, each later call takes [B, 1] tokens.
+        with [B, T_max] tokens creates it (and returns logits of the first position only,
+        [B, 1, V]); each later call takes [B, 1] tokens. See `t5.decoding.init_cache`.
     """
     return self.decoder(encoded, encoder_mask, decoder_input_tokens, task_params,
                         enable_dropout, decode)
