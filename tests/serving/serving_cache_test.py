@@ -74,3 +74,9 @@ def test_disk_tier_round_trips(tmp_path):
 def test_negative_budget_rejected():
   with pytest.raises(ValueError, match="max_bytes"):
     cache_lib.TaskParamsCache(max_bytes=-1)
+
+
+def test_predictor_is_exported_from_package():
+  import hint_jax.serving
+  from hint_jax.serving import predictor
+  assert hint_jax.serving.Predictor is predictor.Predictor
