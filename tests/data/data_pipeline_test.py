@@ -101,3 +101,13 @@ def test_synthetic_demo_lengths_never_truncate(name, converter, lengths):
   for split in synthetic.SPLITS:
     evs = pipeline.eval_set(name, split, lengths, 256, converter=converter)
     assert sum(evs.stats.truncated.values()) == 0, (split, evs.stats)
+
+
+def test_truncation_is_logged_and_counted(caplog):
+  short = {F.INSTRUCTION: 4, F.INPUTS: 3, F.TARGETS: 2}
+  it = pipeline.train_iterator("synthetic_hint", "train", short, 8, seed=0)
+  with caplog.at_level("WARNING"):
+    next(it)
+    next(it)
+  assert it.stats.examples == 16 and it.stats.truncated[F.INSTRUCTION] == 16
+  assert sum("truncating over-long sequences" in r.getMessage() for r in caplog.records) == 1
