@@ -33,6 +33,13 @@ class ChoiceExample:
       raise ValueError(f"{self.dataset}: label {self.label} outside {len(self.choices)} choices")
 
 
+def examples_from_records(records: Sequence[Mapping]) -> list[ChoiceExample]:
+  """`ChoiceExample`s from `hint_jax.data.rank_classification.records` (HINT format)."""
+  return [ChoiceExample(dataset=r["dataset"], instruction=r[features.INSTRUCTION],
+                        inputs=r[features.INPUTS], choices=tuple(r["answer_choices"]),
+                        label=int(r["label"])) for r in records]
+
+
 @dataclasses.dataclass(frozen=True)
 class RankLengths:
   instruction: int = 256
@@ -111,6 +118,16 @@ def accuracy_report(examples: Sequence[ChoiceExample], scores: Sequence[np.ndarr
   return {"per_dataset": per_dataset,
           "average": float(np.mean(list(per_dataset.values()))),
           "num_examples": {d: len(c) for d, c in sorted(correct.items())}}
+
+
+def evaluate_with_predictor(predictor, examples: Sequence[ChoiceExample],
+                            batch_size: int = 32, max_target_len: int = 64) -> dict:
+  """Rank classification through a serving `Predictor` (TaskParams cached per instruction)."""
+  def score_rows(rows):  # rows pass through unfeaturized: the predictor tokenizes them
+    return predictor.score([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                           max_target_len)
+  scores = score_choices(score_rows, lambda rows, _: rows, examples, batch_size)
+  return accuracy_report(examples, scores)
 
 
 def evaluate(model: interface.Model, params: types.PyTree, featurize: Featurize,

@@ -50,3 +50,30 @@ def test_hint_features_share_instruction_rows():
 def test_bad_label_rejected():
   with pytest.raises(ValueError, match="label 2 outside 2 choices"):
     rc.ChoiceExample("d", "", "x", ("a", "b"), 2)
+
+
+def test_agrees_with_data_module_accuracy():
+  from hint_jax.data import rank_classification as data_rc
+  records = [{"instruction": "I", "inputs": f"x{i}", "answer_choices": ["no", "yes", "maybe"],
+              "label": i % 3, "dataset": "rte" if i < 4 else "cb"} for i in range(7)]
+  examples = rc.examples_from_records(records)
+  rng = np.random.default_rng(0)
+  scores = [rng.normal(size=3) for _ in examples]
+  rows = [{"example_index": i, "choice_index": j, "label": r["label"], "dataset": r["dataset"]}
+          for i, r in enumerate(records) for j in range(3)]
+  theirs = data_rc.accuracy(np.concatenate(scores), rows)
+  ours = rc.accuracy_report(examples, scores)
+  assert ours["average"] == pytest.approx(theirs["accuracy"])
+  assert ours["per_dataset"]["cb"] == pytest.approx(theirs["accuracy_cb"])
+
+
+class FakePredictor:
+  """score = -len(target): prefers the shortest answer."""
+
+  def score(self, instructions, inputs, targets, max_target_len):
+    return np.array([-len(t) for t in targets], np.float32)
+
+
+def test_evaluate_with_predictor():
+  report = rc.evaluate_with_predictor(FakePredictor(), EXAMPLES, batch_size=2)
+  assert report["per_dataset"] == {"copa": 100.0, "rte": 0.0}
