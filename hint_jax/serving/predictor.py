@@ -69,7 +69,7 @@ _COMPILED: dict = {}
 
 
 def _compiled(model: hint.HintModel):
-  """(jitted encode_task, jitted generate), shared by every Predictor of an equal model.
+  """(jitted encode_task, generate, score), shared by every Predictor of an equal model.
 
   Keyed by the model's type and frozen config, so a reloaded checkpoint reuses compilations.
   """
@@ -119,6 +119,9 @@ class Predictor:
     max_i = model.config.max_instruction_length
     self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
     self._encode_task, self._generate, self._score = _compiled(model)
+    # Cache keys also depend on how text becomes tokens: vocabulary and truncation length.
+    self._key_scope = (f"{self.checkpoint_id}|{getattr(vocab, 'path', '')}|"
+                       f"{self._instruction_buckets[-1]}")
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,
@@ -155,7 +158,7 @@ class Predictor:
           f"instruction must be a string, got {type(instruction).__name__}")
     if not self.uses_instruction:
       raise ValueError("this model takes no instruction input, so it has no adaptation")
-    key = cache_lib.cache_key(instruction, self.checkpoint_id)
+    key = cache_lib.cache_key(instruction, self._key_scope)
     return self.cache.get_or_create(key, lambda: self._encode(instruction))
 
   def adapt(self, instruction: str) -> spec.TaskParams | None:
