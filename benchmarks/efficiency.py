@@ -41,7 +41,7 @@ from hint_jax.serving import batching
 from hint_jax.serving import predictor as predictor_lib
 from hint_jax.t5 import config as t5_config
 
-MAX_INPUT, MAX_TARGET = 1024, 128
+MAX_TARGET = 128
 # Paper-reported SNI Def+2Pos ROUGE-L of the concatenation baseline (DESIGN §9).
 TK_INSTRUCT = {"xl": 54.3, "xxl": 60.1}
 
@@ -63,12 +63,12 @@ def random_params(model: hint.HintModel, seed: int):
 
 
 def build_models(preset: str, vocab_size: int, seed: int, peft: spec.PeftConfig,
-                 **t5_overrides):
+                 max_instruction_length: int = 1024, **t5_overrides):
   """(hint model, params, concat model, params) sharing one backbone."""
   t5 = t5_config.T5Config.preset(preset, vocab_size=vocab_size, **t5_overrides)
   hint_model = hint.HintModel(model_config.HintConfig(
       t5=t5, peft=peft, hypernet=hypernet_config.HypernetConfig(), fusion=True,
-      max_instruction_length=MAX_INPUT))
+      max_instruction_length=max_instruction_length))
   concat_model = hint.HintModel(model_config.HintConfig(
       t5=t5, peft=spec.PeftConfig(None, None, None), hypernet=None, fusion=False))
   params = random_params(hint_model, seed)
@@ -85,15 +85,15 @@ def load_records(num_pos: int, tasks: int, per_task: int, sni_dir=None) -> list[
   return [r for n in names for r in by_task[n][:per_task if per_task > 0 else None]]
 
 
-def measure_lengths(vocab, records: list[dict]) -> flops.Lengths:
+def measure_lengths(vocab, records: list[dict], max_input: int) -> flops.Lengths:
   """Mean token lengths (with EOS, capped as the models see them) of HINT and concat inputs."""
   def mean_len(texts, cap):
     return round(statistics.mean(len(t) for t in batching.tokenize(vocab, texts, cap)))
   instr = [r[features.INSTRUCTION] for r in records]
   inputs = [r[features.INPUTS] for r in records]
-  return flops.Lengths(instruction=mean_len(instr, MAX_INPUT), inputs=mean_len(inputs, MAX_INPUT),
+  return flops.Lengths(instruction=mean_len(instr, max_input), inputs=mean_len(inputs, max_input),
                        targets=mean_len([r[features.TARGETS] for r in records], MAX_TARGET),
-                       concat_inputs=mean_len([i + x for i, x in zip(instr, inputs)], MAX_INPUT))
+                       concat_inputs=mean_len([i + x for i, x in zip(instr, inputs)], max_input))
 
 
 def flops_section(preset: str, peft: spec.PeftConfig, lengths: dict, per_task: int,
@@ -163,9 +163,11 @@ def _parse():
   p.add_argument("--png", default=None, help="plot path (default: --out with .png)")
   p.add_argument("--preset", default="small")
   p.add_argument("--tasks", type=int, default=4)
-  p.add_argument("--per_task", type=int, default=16)
-  p.add_argument("--batch_size", type=int, default=16)
-  p.add_argument("--max_decode_len", type=int, default=32)
+  p.add_argument("--per_task", type=int, default=8)
+  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--max_decode_len", type=int, default=16)
+  p.add_argument("--max_input", type=int, default=512,
+                 help="token cap of every encoder/hypernetwork input (both models)")
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--sni_dir", default=None)
@@ -195,16 +197,18 @@ def main() -> None:
   peft = flops_table.published_peft(args.preset)
   all_def = load_records(0, 0, 0, args.sni_dir)
   all_pos = load_records(2, 0, 0, args.sni_dir)
-  lengths = {"def": measure_lengths(vocab, all_def), "def2pos": measure_lengths(vocab, all_pos)}
+  lengths = {"def": measure_lengths(vocab, all_def, args.max_input),
+             "def2pos": measure_lengths(vocab, all_pos, args.max_input)}
   section = flops_section(args.preset, peft, lengths, args.per_task, not args.no_xla,
                           vocab.vocab_size)
   records = load_records(2, args.tasks, args.per_task, args.sni_dir)
   random.Random(args.seed).shuffle(records)
   hint_model, hint_params, concat_model, concat_params = build_models(
-      args.preset, vocab.vocab_size, args.seed, peft)
+      args.preset, vocab.vocab_size, args.seed, peft, args.max_input)
+  # Two length buckets each keep compilation (not the measured work) small on a CPU.
   buckets = predictor_lib.Buckets(batch_sizes=(args.batch_size,),
-                                  input_lengths=(64, 128, 256, 512, 1024),
-                                  instruction_lengths=(64, 128, 256, 512, 1024),
+                                  input_lengths=(min(128, args.max_input), args.max_input),
+                                  instruction_lengths=(min(256, args.max_input), args.max_input),
                                   max_decode_len=args.max_decode_len)
   hint_pred = predictor_lib.Predictor(hint_model, hint_params, vocab, buckets=buckets)
   concat_pred = predictor_lib.Predictor(concat_model, concat_params, vocab, buckets=buckets,
