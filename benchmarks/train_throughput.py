@@ -76,7 +76,8 @@ def measure(name: str, cfg: model_config.HintConfig, args, peak: float) -> dict:
   step_fn = loop.compile_step(tcfg, model, setup)
   device_batches = [batches.to_global(batch(name, args, rng), setup.batch_shardings)
                     for _ in range(4)]
-  flops = metrics.compiled_flops(step_fn.lower(state, device_batches[0]).compile())
+  step_fn = step_fn.lower(state, device_batches[0]).compile()
+  flops = metrics.compiled_flops(step_fn)
   for i in range(2):  # warm-up (compile + first runs)
     state, m = step_fn(state, device_batches[i % 4])
   jax.block_until_ready(m)

@@ -65,6 +65,8 @@ def loss_metrics(eval_step: Callable, params: types.PyTree, batches: Iterable[Ho
       "weight_sum", 0.0)}
   if "correct_sum" in totals:
     out["accuracy"] = totals["correct_sum"] / weight
+  if "cross_entropy_sum" in totals:
+    out["cross_entropy"] = totals["cross_entropy_sum"] / weight
   return out
 
 

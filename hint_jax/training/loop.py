@@ -201,10 +201,6 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   return state
 
 
-def _first_flops(step_fn, state, batch) -> float | None:
-  return metrics_lib.compiled_flops(step_fn.lower(state, batch).compile())
-
-
 def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, meta):
   """Steps from the state's step to `train_steps`, checkpointing and evaluating on the way."""
   first = int(jax.device_get(state.step)) + 1
@@ -215,8 +211,9 @@ def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, me
   for step in range(first, cfg.train_steps + 1):
     local = next(batches)
     batch = batches_lib.to_global(local, setup.batch_shardings)
-    if tracker is None:
-      flops = _first_flops(step_fn, state, batch)
+    if tracker is None:  # compile once, ahead of time, to read the step's FLOPs as well
+      step_fn = step_fn.lower(state, batch).compile()
+      flops = metrics_lib.compiled_flops(step_fn)
       peak = peak or metrics_lib.measure_peak_flops()
       tracker = _Tracker(cfg, reporter, flops, peak, ckpt)
     state, m = step_fn(state, batch)

@@ -13,7 +13,7 @@ from hint_jax.training import state as state_lib
 # Features indexed by `task_index` rather than one row per example; when the batch has a
 # `task_index`, every microbatch sees them whole. Without it, row b belongs to example b.
 TABLE_FEATURES = (features.HYPER_ENCODER_INPUT_TOKENS,)
-SUM_KEYS = ("loss_sum", "weight_sum", "z_loss", "correct_sum")
+SUM_KEYS = ("loss_sum", "weight_sum", "z_loss", "correct_sum", "cross_entropy_sum")
 
 TrainStep = Callable[[state_lib.TrainState, types.Batch],
                      tuple[state_lib.TrainState, types.Metrics]]
@@ -101,6 +101,8 @@ def make_train_step(model: interface.Model, tx: optax.GradientTransformation,
       metrics["accuracy"] = aux["correct_sum"] / weight
     if "z_loss" in aux:
       metrics["z_loss"] = aux["z_loss"] / weight
+    if "cross_entropy_sum" in aux:
+      metrics["cross_entropy"] = aux["cross_entropy_sum"] / weight
     return new_state, metrics
 
   return train_step

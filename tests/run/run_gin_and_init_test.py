@@ -18,32 +18,36 @@ from hint_jax.training import config as train_config
 from hint_jax.training import loop, optim
 
 GIN = pathlib.Path(gin_utils.DEFAULT_SEARCH_PATH)
-TRAIN_RUNS = ("pretrain.gin", "finetune_sni.gin", "finetune_p3.gin", "tiny_cpu.gin")
+TRAIN_RUNS = [("runs/tiny_model.gin", run) for run in
+              ("pretrain.gin", "finetune_sni.gin", "finetune_p3.gin", "tiny_cpu.gin")] + [
+                  ("models/hint_base.gin", "finetune_sni.gin"),
+                  ("models/t5_base.gin,models/concat.gin", "finetune_sni.gin")]
 
 
-@pytest.mark.parametrize("path", sorted(GIN.glob("*/*.gin")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*GIN.glob("runs/*.gin"), *GIN.glob("mesh/*.gin")]),
+                         ids=lambda p: p.name)
 def test_every_gin_file_opens_with_a_comment_and_uses_dynamic_registration(path):
   lines = path.read_text().splitlines()
   assert lines[0].startswith("# ")
   assert "from __gin__ import dynamic_registration" in lines
 
 
-@pytest.mark.parametrize("run", TRAIN_RUNS)
-def test_training_runs_bind_typed_configs(run):
-  gin_utils.parse_gin(["runs/tiny_model.gin", f"runs/{run}", "mesh/fsdp.gin"],
+@pytest.mark.parametrize("model_files,run", TRAIN_RUNS)
+def test_training_runs_bind_typed_configs(model_files, run):
+  gin_utils.parse_gin([*model_files.split(","), f"runs/{run}", "mesh/fsdp.gin"],
                       ["MODEL_DIR = '/tmp/m'"], str(GIN))
   try:
     assert "hint-jax train" in (GIN / "runs" / run).read_text().split("from __gin__")[0]
     trainer = gin.get_configurable(train_config.TrainConfig)()
     data = gin.get_configurable(assemble.DataConfig)()
-    model = gin.query_parameter("run_train.train.model")
+    model = gin.get_configurable(model_config.HintConfig)()
   finally:
     gin.clear_config()
   assert isinstance(trainer.optim, optim.OptimConfig) and trainer.model_dir == "/tmp/m"
   assert trainer.mesh.rules[0] and dict(trainer.mesh.rules)["embed"] == "data"
   assert data.batch_size > 0 and set(data.task_feature_lengths) == {
       F.INSTRUCTION, F.INPUTS, F.TARGETS}
-  assert model is not None
+  assert isinstance(model, model_config.HintConfig)
 
 
 def test_backbone_from_hf_t5_directory_and_fresh_hypernet(tmp_path):

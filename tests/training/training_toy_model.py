@@ -74,10 +74,11 @@ class ToyModel:
     weights = batch[F.DECODER_LOSS_WEIGHTS].astype(jnp.float32)
     lse = jax.nn.logsumexp(logits, -1)
     nll = lse - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
-    aux = {"loss_sum": (nll * weights).sum(), "weight_sum": weights.sum(),
-           "z_loss": (self.z_loss * lse ** 2 * weights).sum(),
+    z = self.z_loss * lse ** 2
+    aux = {"loss_sum": ((nll + z) * weights).sum(), "weight_sum": weights.sum(),
+           "z_loss": (z * weights).sum(), "cross_entropy_sum": (nll * weights).sum(),
            "correct_sum": ((logits.argmax(-1) == targets) * weights).sum()}
-    return (aux["loss_sum"] + aux["z_loss"]) / jnp.maximum(aux["weight_sum"], 1.0), aux
+    return aux["loss_sum"] / jnp.maximum(aux["weight_sum"], 1.0), aux
 
   def score_fn(self, params, batch):
     logits = self.net.apply({"params": params}, batch).astype(jnp.float32)
