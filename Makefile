@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all lint
+.PHONY: install test test-all lint demo
 
 install: $(STAMP)
 
@@ -26,3 +26,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check hint_jax tasks tests benchmarks
+
+# The main job: tiny HINT vs the concatenation baseline on CPU (report + plot in demo_out/).
+demo: install
+	$(BIN)/python -m hint_jax.run.demo --out demo_out
