@@ -64,4 +64,7 @@ class Hypernet(nn.Module):
                                     dtype=self.dtype, name=f"gen_{c.name}")
       rows = mlp(pooled_c, enable_dropout=enable_dropout)
       generated[c.name] = rows.reshape(rows.shape[0], c.num_slots, c.rows, c.out)
-    return components_lib.assemble(self.peft, self.dims, generated)
+    task_params = components_lib.assemble(self.peft, self.dims, generated)
+    # Generated params are activations: [T, N, ...] sharded like the batch (no-op without rules).
+    names = spec.task_param_axes(self.peft, self.dims)
+    return jax.tree.map(lambda x, n: nn.with_logical_constraint(x, n), task_params, names)
