@@ -181,6 +181,10 @@ class HintModel:
       (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example encoding).
     """
     example = self.per_example(encoding, task_index_B)
+    rows = {x.shape[0] for x in jax.tree.leaves(example)}
+    if rows - {encoder_input_tokens_BL.shape[0]}:
+      raise ValueError(f"task encoding has {rows} rows for {encoder_input_tokens_BL.shape[0]} "
+                       f"examples; pass '{features.TASK_INDEX}' to map examples to task rows")
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))

@@ -137,3 +137,11 @@ def test_task_encoding_is_a_gatherable_pytree(hint_model):
   assert one.task_params.encoder.adapter.down.shape[0] == 1
   np.testing.assert_array_equal(one.encoded[0], encoding.encoded[1])
   assert hint.HintModel.per_example(encoding, None) is encoding
+
+
+def test_table_without_task_index_must_have_one_row_per_example(hint_model):
+  model, params = hint_model
+  b = hint_tiny.batch()  # 2 task rows for 4 examples
+  b.pop(F.TASK_INDEX)
+  with pytest.raises(ValueError, match="task_index"):
+    jax.eval_shape(model.forward, params, b)
