@@ -1,9 +1,9 @@
 """DenseGeneral with logical axis names on its kernel (no bias: T5 has none)."""
+import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import lax
 
 from hint_jax import types
 
@@ -44,12 +44,13 @@ class DenseGeneral(nn.Module):
     init = fan_in_init(self.init_scale)(self.num_in_axes, len(features))
     kernel = self.param("kernel", nn.with_logical_partitioning(init, tuple(self.kernel_axes)),
                         in_shape + features, jnp.float32)
-    contract = tuple(range(x.ndim - self.num_in_axes, x.ndim))
     out_dtype = self.output_dtype or self.dtype
-    return lax.dot_general(
-        x.astype(self.dtype), jnp.asarray(kernel, self.dtype),
-        ((contract, tuple(range(self.num_in_axes))), ((), ())),
-        preferred_element_type=out_dtype).astype(out_dtype)
+    # One 2-D GEMM [rows, in] @ [in, out]: forward and both gradients stay plain matmuls.
+    lead = x.shape[:x.ndim - self.num_in_axes]
+    x_2d = x.astype(self.dtype).reshape(-1, math.prod(in_shape))
+    kernel_2d = jnp.asarray(kernel, self.dtype).reshape(math.prod(in_shape), -1)
+    y_2d = jnp.matmul(x_2d, kernel_2d, preferred_element_type=out_dtype)
+    return y_2d.astype(out_dtype).reshape(lead + features)
 
 
 def constrain(x: types.Array, names: Sequence[str | None]) -> types.Array:
