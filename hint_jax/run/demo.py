@@ -157,6 +157,7 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
   Returns:
     (flat {path: numpy array} params, seconds spent).
   """
+  model_dir = os.path.abspath(model_dir)  # orbax needs absolute paths
   shutil.rmtree(model_dir, ignore_errors=True)
   warmup = max(1, min(50, steps // 10))
   trainer = train_config.TrainConfig(
@@ -166,10 +167,9 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
                               end_lr_fraction=0.05),
       checkpoint=checkpoint.CheckpointConfig(period=0, keep=1, async_save=False),
       init_patterns=init_patterns, signature=repr(model_cfg))
-  lengths = LENGTHS[converter]
 
   def data(start_step: int) -> pipeline.TrainIterator:
-    return pipeline.TrainIterator(source, lengths, cfg.batch_size, seed=cfg.seed,
+    return pipeline.TrainIterator(source, LENGTHS[converter], cfg.batch_size, seed=cfg.seed,
                                   start_step=start_step, converter=converter)
 
   start = time.perf_counter()
@@ -190,8 +190,8 @@ def make_predictor(model_cfg: model_config.HintConfig, flat_params: Mapping[str,
 # ---- evaluation ---------------------------------------------------------------------------------
 
 def eval_records(cfg: DemoConfig) -> dict[str, list[dict]]:
-  """Seen-task validation, both held-out synthetic splits, and an SNI test-task subset (Def)."""
-  out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task))
+  """Seen-task validation, both held-out splits (4x examples per held-out task), SNI test subset."""
+  out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task * (1 + 3 * (s == HELDOUT[1]))))
          for s in ("validation",) + HELDOUT}
   sni = list(sni_examples.records("test", sni_examples.SniConfig()))
   tasks = list(dict.fromkeys(r["task"] for r in sni))
