@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from hint_jax.data import converters, rank_classification
+from hint_jax.data import converters, paths, rank_classification
 from hint_jax.data import features as F
 
 Batch = converters.Batch
@@ -68,9 +68,17 @@ def _decode(value):
   return value
 
 
-@functools.lru_cache(maxsize=32)
 def load_task(name: str, split: str) -> tuple[dict, ...]:
-  """Reads one task split through SeqIO (tokenized, EOS appended), in the task's own order."""
+  """Reads one task split through SeqIO (tokenized, EOS appended), in the task's own order.
+
+  Cached per process, keyed also on $HINT_DATA_DIR so that pointing it elsewhere re-reads.
+  """
+  return _load_task(name, split, str(paths.data_dir()))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_task(name: str, split: str, data_dir: str) -> tuple[dict, ...]:
+  del data_dir  # cache key only; the task's source reads the configured directory
   seqio = _registry()
   task = seqio.get_mixture_or_task(name)
   if split not in task.splits:

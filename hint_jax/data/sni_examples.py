@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 
 from hint_jax.data import features as F
-from hint_jax.data import sni_format, sni_reader
+from hint_jax.data import paths, sni_format, sni_reader
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("hint", "concat")
@@ -90,7 +90,7 @@ def records(split: str, cfg: SniConfig = SniConfig()) -> Iterator[dict]:
   """Yields the records of `split`, task by task in split-file order."""
   skipped = []
   for name in task_names(split, cfg):
-    task = _read(name, None if cfg.sni_dir is None else str(cfg.sni_dir))
+    task = _read(name, str(paths.sni_dir(cfg.sni_dir)))
     if cfg.english_only and not task.is_english:
       skipped.append(name)
       continue
