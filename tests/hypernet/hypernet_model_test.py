@@ -34,15 +34,22 @@ def _net(peft, **kw):
   return model_lib.Hypernet(config_lib.HypernetConfig(**kw), peft, DIMS)
 
 
+@pytest.fixture(scope="module")
+def net_all():
+  """The all-kinds hypernet with its real initialiser (run once) and a compiled apply."""
+  net = _net(PEFTS["all"], generator_dropout=0.5)
+  variables = net.init(jax.random.PRNGKey(1), *_inputs())
+  apply = jax.jit(net.apply, static_argnames="enable_dropout")
+  return net, variables, apply
+
+
 @pytest.mark.parametrize("name", sorted(PEFTS))
 def test_shapes_equal_spec(name):
   encoded_TID, mask_TI = _inputs()
   net = _net(PEFTS[name])
-  variables = net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI)
-  out = net.apply(nn.unbox(variables), encoded_TID, mask_TI)
-  want = spec.task_param_structs(PEFTS[name], DIMS, 4)
-  chex.assert_trees_all_equal_shapes_and_dtypes(out, want)
-  chex.assert_tree_all_finite(out)
+  variables = jax.eval_shape(net.init, jax.random.PRNGKey(1), encoded_TID, mask_TI)
+  out = jax.eval_shape(net.apply, nn.unbox(variables), encoded_TID, mask_TI)
+  chex.assert_trees_all_equal_shapes_and_dtypes(out, spec.task_param_structs(PEFTS[name], DIMS, 4))
   # Disabled kinds are absent, never zeros.
   assert (out.encoder.adapter is None) == (PEFTS[name].adapter_size is None)
   assert (out.encoder.prefix is None) == (PEFTS[name].prefix_length is None)
@@ -51,9 +58,11 @@ def test_shapes_equal_spec(name):
     assert out.encoder.lora["query"].scale == LORA.scale
 
 
-def test_param_names_and_axes():
-  encoded_TID, mask_TI = _inputs()
-  variables = _net(PEFTS["all"]).init(jax.random.PRNGKey(1), encoded_TID, mask_TI)
+def test_real_init_and_apply_are_finite_and_match_spec(net_all):
+  _, variables, apply = net_all
+  out = apply(nn.unbox(variables), *_inputs())
+  chex.assert_trees_all_equal_shapes_and_dtypes(out, spec.task_param_structs(PEFTS["all"], DIMS, 4))
+  chex.assert_tree_all_finite(out)
   params = variables["params"]
   comps = {c.name: c for c in components.components(PEFTS["all"], DIMS)}
   assert {k for k in params if k.startswith("gen_")} == {f"gen_{n}" for n in comps}
@@ -64,51 +73,46 @@ def test_param_names_and_axes():
   assert all(not n.startswith("act_") for ns in names for n in ns)
 
 
-def test_padding_is_masked():
-  encoded_TID, mask_TI = _inputs(num_tasks=2, length=5)
+def test_padding_is_masked(net_all):
+  _, variables, apply = net_all
+  encoded_TID, mask_TI = _inputs()
   mask_TI = mask_TI.at[:, 3:].set(False)
-  net = _net(PEFTS["all"])
-  params = nn.unbox(net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI))
   garbage = encoded_TID.at[:, 3:].set(100.0)
-  a = net.apply(params, encoded_TID, mask_TI)
-  b = net.apply(params, garbage, mask_TI)
-  chex.assert_trees_all_close(a, b, atol=1e-6)
+  params = nn.unbox(variables)
+  chex.assert_trees_all_close(apply(params, encoded_TID, mask_TI), apply(params, garbage, mask_TI),
+                              atol=1e-6)
 
 
-def test_eos_only_and_all_padding_rows_are_finite():
-  encoded_TID, _ = _inputs(num_tasks=2, length=4)
-  mask_TI = jnp.array([[True, False, False, False], [False] * 4])
-  net = _net(PEFTS["all"])
-  params = nn.unbox(net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI))
-  chex.assert_tree_all_finite(net.apply(params, encoded_TID, mask_TI))
+def test_eos_only_and_all_padding_rows_are_finite(net_all):
+  _, variables, apply = net_all
+  encoded_TID, _ = _inputs()
+  mask_TI = jnp.zeros((4, 6), bool).at[:2, 0].set(True)  # rows 2, 3: all padding
+  chex.assert_tree_all_finite(apply(nn.unbox(variables), encoded_TID, mask_TI))
 
 
-def test_different_instructions_differ_and_rows_are_per_task():
-  encoded_TID, mask_TI = _inputs(num_tasks=3)
-  net = _net(PEFTS["all"])
-  params = nn.unbox(net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI))
-  out = net.apply(params, encoded_TID, mask_TI)
+def test_different_instructions_differ_and_rows_are_per_task(net_all):
+  _, variables, apply = net_all
+  encoded_TID, mask_TI = _inputs()
+  params = nn.unbox(variables)
+  out = apply(params, encoded_TID, mask_TI)
   down = out.encoder.adapter.down
   assert float(jnp.abs(down[0] - down[1]).max()) > 1e-4
   # Each task's output depends only on its own row (the table can be padded or reordered).
-  single = net.apply(params, encoded_TID[1:2], mask_TI[1:2])
-  chex.assert_trees_all_close(jax.tree.map(lambda x: x[1:2], out), single, atol=1e-6)
+  swapped = apply(params, encoded_TID[::-1], mask_TI[::-1])
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[::-1], out), swapped, atol=1e-6)
 
 
-def test_generator_dropout_is_a_config_value():
-  encoded_TID, mask_TI = _inputs(num_tasks=2)
-  net = _net(PEFTS["prefix"], generator_dropout=0.5)
-  params = nn.unbox(net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI))
-  det = net.apply(params, encoded_TID, mask_TI)
-  drop = net.apply(params, encoded_TID, mask_TI, enable_dropout=True,
-                   rngs={"dropout": jax.random.PRNGKey(3)})
+def test_generator_dropout_is_a_config_value(net_all):
+  _, variables, apply = net_all
+  params = nn.unbox(variables)
+  det = apply(params, *_inputs())
+  drop = apply(params, *_inputs(), enable_dropout=True, rngs={"dropout": jax.random.key(3, impl="rbg")})
   assert not np.allclose(det.encoder.prefix.key, drop.encoder.prefix.key)
   with pytest.raises(ValueError):
     config_lib.HypernetConfig(generator_dropout=1.0)
 
 
 def test_no_generated_module_is_an_error():
-  encoded_TID, mask_TI = _inputs()
   net = _net(spec.PeftConfig(adapter_size=None, prefix_length=None))
   with pytest.raises(ValueError, match="at least one"):
-    net.init(jax.random.PRNGKey(1), encoded_TID, mask_TI)
+    jax.eval_shape(net.init, jax.random.PRNGKey(1), *_inputs())
