@@ -4,7 +4,7 @@ import pathlib
 import gin
 import pytest
 
-from hint_jax.models import baseline, hint
+from hint_jax.models import baseline, groups, hint
 from hint_jax.models import config as model_config
 from hint_jax.peft import spec
 from hint_jax.t5 import config as t5_config
@@ -50,3 +50,14 @@ def test_tiny_model_builds():
   cfg = _model("models/hint_tiny.gin")
   assert cfg.max_instruction_length == 64
   assert hint.HintModel(cfg).hypernet is not None
+
+
+def test_freeze_backbone_file_matches_the_groups_preset():
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings([str(GIN / "models/freeze_backbone.gin")], [],
+                                        finalize_config=False)
+    frozen = gin.query_parameter("optim.OptimConfig.frozen")
+  finally:
+    gin.clear_config()
+  assert tuple(frozen) == groups.frozen_patterns("hypernet")
