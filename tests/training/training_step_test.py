@@ -55,6 +55,8 @@ def test_sharded_step_equals_single_device(tmp_path, model_parallel, rules):
   cfg = _cfg(tmp_path, model_parallel, rules)
   sharded, m_sharded = _run_steps(cfg, jax.devices())
   single, m_single = _run_steps(_cfg(tmp_path, 1, rules), jax.devices()[:1])
+  for path, leaf in traverse_util.flatten_dict(sharded.trainable, sep="/").items():
+    assert not leaf.sharding.is_fully_replicated, path  # every toy param has a model axis
   kernel = sharded.trainable["backbone"]["wi"]
   assert kernel.sharding.spec[1] == axes.MODEL  # the mlp axis really is split
   assert len(kernel.sharding.device_set) == 8
