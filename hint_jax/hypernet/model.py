@@ -20,6 +20,13 @@ class Hypernet(nn.Module):
   The instruction encoder is not part of this module: the caller passes H_I (the backbone's
   encoder output, or a separate copy's), so the shared-weights case owns no duplicate params.
 
+  Deliberate differences from the original code (allenai/hyper-task-descriptions), as DESIGN §3
+  asks: padding keys are masked in the pooling attention (and H_I padding is zeroed by the
+  caller); generator dropout is a config value (default 0.0, as before); decoder cross-attention
+  slots generate no (unused) adapters; rows of `adapter_down` / `lora_*_a` are transposed into
+  place rather than reshaped (see `components`); LoRA on the output projection generates
+  [H*K, R] x [R, D] factors (the original sized them by head_dim).
+
   Attributes:
     config: pooling heads and generator dropout.
     peft: which modules are generated, and their sizes.
