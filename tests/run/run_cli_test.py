@@ -44,6 +44,11 @@ def test_bad_command_lines_give_one_line_errors(capsys, argv, message):
   assert message in line, line
 
 
+def test_multi_process_flags_need_a_coordinator(capsys):
+  assert main.main(["train", "--gin_file=runs/tiny_cpu.gin", "--num_processes=2"]) == 1
+  assert "num_processes=2 needs --coordinator_address" in _error_line(capsys)
+
+
 def test_mesh_that_does_not_divide_is_reported(capsys, tmp_path):
   code = main.main(["train", "--gin_file=runs/tiny_cpu.gin", f"--gin.MODEL_DIR='{tmp_path}'",
                     "--gin.mesh.MeshConfig.model_parallel=3"])
