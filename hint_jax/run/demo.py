@@ -68,9 +68,9 @@ class DemoConfig:
   adapter_size: int = 32
   prefix_length: int = 8
   batch_size: int = 32
-  learning_rate: float = 5e-3
-  pretrain_steps: int = 100
-  finetune_steps: int = 800
+  learning_rate: float = 3e-3
+  pretrain_steps: int = 150
+  finetune_steps: int = 2000
   sni_fraction: float = 0.1
   pretrain_texts: int = 3000
   pretrain_chunk: int = 40
