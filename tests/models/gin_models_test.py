@@ -37,6 +37,13 @@ def test_hint_sizes(size):
                                          cfg.peft.adapter_size)
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_concat_sizes(size):
+  cfg = _model(f"models/concat_{size}.gin")
+  assert cfg == baseline.concat_config(t5_config.T5Config.preset(size))
+  assert cfg == _model(f"models/t5_{size}.gin", "models/concat.gin")
+
+
 def test_concat_baseline_and_ablations_match_the_python_variants():
   base = _model("models/hint_base.gin")
   concat = _model("models/t5_base.gin", "models/concat.gin")
