@@ -9,7 +9,7 @@ are read from `compiled.cost_analysis()`. The analytic count of `hint_jax.evalua
 reported next to it as a cross-check.
 
 Usage:
-  .venv/bin/python benchmarks/hint_flops.py --out /tmp/hint_flops.json
+  .venv/bin/python benchmarks/hint_flops.py --out /tmp/hint_flops.json [--time --dtype bfloat16]
   (defaults: T5.1.1 small dims, adapter 64 / prefix 30, fusion on, input 128, targets 32,
    instructions 256 and 512, n = 1, 10, 100)
 """
@@ -99,6 +99,40 @@ def measure(cfg: model_config.HintConfig, instruction: int, inputs: int, targets
   return row
 
 
+def _seconds(fn, *args, iters: int = 10) -> float:
+  """Mean wall time of a jitted call after compilation and one warm-up."""
+  compiled = jax.jit(fn).lower(*args).compile()
+  jax.block_until_ready(compiled(*args))
+  start = time.perf_counter()
+  for _ in range(iters):
+    out = compiled(*args)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / iters
+
+
+def measure_time(cfg: model_config.HintConfig, instruction: int, inputs: int, targets: int,
+                 ns: tuple[int, ...], batch: int) -> dict:
+  """Measured seconds per example on the default backend (random weights, random tokens)."""
+  rng = jax.random.PRNGKey(0)
+  tokens = lambda length: jax.random.randint(rng, (batch, length), 2, cfg.t5.vocab_size)
+  init_batch = {F.ENCODER_INPUT_TOKENS: tokens(inputs), F.DECODER_INPUT_TOKENS: tokens(targets)}
+  model = hint.HintModel(cfg)
+  params = hint.unbox(jax.jit(model.init)(rng, init_batch))
+  table = tokens(instruction)
+  per_task = _seconds(model.encode_task, params, table) / batch
+  encoding = jax.jit(model.encode_task)(params, table)
+  per_example = _seconds(model.apply, params, encoding, tokens(inputs), tokens(targets)) / batch
+  concat_model = hint.HintModel(baseline.concat_config(cfg.t5))
+  concat_params = {"backbone": params["backbone"]}
+  concat_batch = {F.ENCODER_INPUT_TOKENS: tokens(instruction + inputs),
+                  F.DECODER_INPUT_TOKENS: tokens(targets)}
+  concat = _seconds(concat_model.forward, concat_params, concat_batch) / batch
+  return {"hint_per_task_s": per_task, "hint_per_example_fixed_s": per_example,
+          "concat_s": concat,
+          "per_example_s": {str(n): {"hint": per_example + per_task / n, "concat": concat}
+                            for n in ns}}
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", required=True, help="JSON file to write")
@@ -111,18 +145,26 @@ def main(argv=None) -> dict:
   parser.add_argument("--n", type=int, nargs="+", default=[1, 10, 100])
   parser.add_argument("--batch", type=int, default=2, help="rows per compiled call")
   parser.add_argument("--no_fusion", action="store_true")
+  parser.add_argument("--time", action="store_true",
+                      help="also measure seconds per example on the default backend")
+  parser.add_argument("--dtype", default="float32", help="compute dtype (params stay float32)")
   args = parser.parse_args(argv)
-  t5 = t5_config.T5Config.preset(args.size)
+  t5 = t5_config.T5Config.preset(args.size, dtype=args.dtype)
   cfg = model_config.HintConfig(
       t5=t5, peft=spec.PeftConfig(adapter_size=args.adapter, prefix_length=args.prefix),
       fusion=not args.no_fusion, max_instruction_length=max(args.instructions))
   start = time.time()
   rows = [measure(cfg, i, args.inputs, args.targets, tuple(args.n), args.batch)
           for i in args.instructions]
+  if args.time:
+    for row in rows:
+      row["time"] = measure_time(cfg, row["instruction"], args.inputs, args.targets,
+                                 tuple(args.n), args.batch)
   report = {"config": {"t5": dataclasses.asdict(t5), "peft": dataclasses.asdict(cfg.peft),
                        "fusion": cfg.fusion},
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "jax": jax.__version__, "backend": jax.default_backend()},
+                        "jax": jax.__version__, "backend": jax.default_backend(),
+                        "device": str(jax.devices()[0].device_kind)},
             "seconds": round(time.time() - start, 1), "rows": rows}
   with open(args.out, "w") as f:
     json.dump(report, f, indent=1)
@@ -131,6 +173,9 @@ def main(argv=None) -> dict:
       print(f"I={row['instruction']:4d} n={n:>3s}: HINT {v['hint'] / 1e9:7.3f} GFLOPs/example, "
             f"concat {v['concat'] / 1e9:7.3f}, ratio {v['hint_over_concat']:.3f} "
             f"(analytic HINT {v['analytic_hint'] / 1e9:7.3f})")
+    for n, v in row.get("time", {}).get("per_example_s", {}).items():
+      print(f"I={row['instruction']:4d} n={n:>3s}: HINT {v['hint'] * 1e6:9.1f} us/example, "
+            f"concat {v['concat'] * 1e6:9.1f} us/example, ratio {v['hint'] / v['concat']:.3f}")
   return report
 
 
