@@ -63,45 +63,58 @@ def test_prefix_prepend_bias_and_mask():
 @pytest.fixture(scope="module")
 def model_setup():
   tokens = jnp.asarray(RNG.integers(2, CONFIG.vocab_size, (B, L)))
-  params = nn.unbox(jax.jit(T5(CONFIG).init)(jax.random.PRNGKey(0), tokens, tokens[:, :3]))
+  shapes = nn.unbox(jax.eval_shape(T5(CONFIG).init, jax.random.PRNGKey(0), tokens, tokens[:, :3]))
+  rng = np.random.default_rng(0)  # numpy values: compiling a jitted init is slow on CPU
+  params = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), jnp.float32),
+                        shapes)
   encode = jax.jit(lambda p, tp: T5(CONFIG).apply(p, tokens, tp, method="encode"))
   return params, tokens, encode
 
 
 def _random_site_params(peft, seed):
-  shapes = spec.task_param_structs(peft, CONFIG.dims, B)
-  leaves, treedef = jax.tree.flatten(shapes)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [jax.random.normal(k, s.shape) for k, s in zip(keys, leaves)])
+  rng = np.random.default_rng(seed)  # numpy: eager jax.random compiles per shape (slow on CPU)
+  return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), jnp.float32),
+                      spec.task_param_structs(peft, CONFIG.dims, B))
+
+
+PEFT = spec.PeftConfig(adapter_size=4, prefix_length=None,
+                       lora=spec.LoraConfig(rank=3, alpha=3.0, projections=("query", "out")))
 
 
 def test_lora_in_model_equals_merged_query_kernel(model_setup):
   params, _, encode = model_setup
-  peft = spec.PeftConfig(adapter_size=None, prefix_length=None,
-                         lora=spec.LoraConfig(rank=3, alpha=3.0, projections=("query", "out")))
-  tp = _random_site_params(peft, seed=1)
+  tp = _random_site_params(PEFT, seed=1)
+  # Same pytree structure as the other test (one compile); a zero up-projection makes the
+  # adapter contribute exactly 0 (checked by the next test).
+  adapter_off = dataclasses.replace(tp.encoder.adapter, up=jnp.zeros_like(tp.encoder.adapter.up),
+                                    up_bias=jnp.zeros_like(tp.encoder.adapter.up_bias))
+  tp = dataclasses.replace(tp, encoder=dataclasses.replace(tp.encoder, adapter=adapter_off))
   with_lora = encode(params, tp)
-  for i in range(B):
+
+  @jax.jit
+  def merge(params, i):
+    """Plain params with example i's LoRA deltas merged into the query and out kernels."""
     merged = jax.tree.map(lambda x: x, params)
     for layer in range(CONFIG.num_encoder_layers):
       attn = merged["params"]["encoder"][f"layers_{layer}"]["attention"]
       site = spec.layer_slice(tp.encoder, layer)
-      q = attn["query"]["kernel"]
-      q_merged = lora.merged_kernel(q.reshape(q.shape[0], -1), site.lora["query"])[i]
-      attn["query"]["kernel"] = q_merged.reshape(q.shape)
-      o = attn["out"]["kernel"]
-      o_merged = lora.merged_kernel(o.reshape(-1, o.shape[-1]), site.lora["out"])[i]
-      attn["out"]["kernel"] = o_merged.reshape(o.shape)
-    np.testing.assert_allclose(encode(merged, None)[i], with_lora[i], atol=1e-4, rtol=1e-4)
+      for name in ("query", "out"):
+        kernel = attn[name]["kernel"]
+        flat = kernel.reshape(-1, kernel.shape[-1]) if name == "out" else kernel.reshape(
+            kernel.shape[0], -1)
+        attn[name]["kernel"] = lora.merged_kernel(flat, site.lora[name])[i].reshape(kernel.shape)
+    return merged
+
+  for i in range(B):
+    np.testing.assert_allclose(encode(merge(params, i), None)[i], with_lora[i], atol=1e-4,
+                               rtol=1e-4)
   assert float(jnp.abs(with_lora - encode(params, None)).max()) > 1e-3
 
 
 def test_zero_lora_b_and_zero_adapter_up_leave_output_unchanged(model_setup):
   params, _, encode = model_setup
   plain = encode(params, None)
-  peft = spec.PeftConfig(adapter_size=4, prefix_length=None,
-                         lora=spec.LoraConfig(rank=3, projections=spec.PROJECTIONS))
-  tp = _random_site_params(peft, seed=2)
+  tp = _random_site_params(PEFT, seed=2)
   assert float(jnp.abs(encode(params, tp) - plain).max()) > 1e-3
   site = tp.encoder
   zeroed = dataclasses.replace(

@@ -18,8 +18,7 @@ B, L, T = 3, 8, 6
 
 @pytest.fixture(scope="module")
 def params():
-  enc, dec = jnp.ones((B, L), jnp.int32), jnp.ones((B, T), jnp.int32)
-  return nn.unbox(jax.jit(T5(CONFIG).init)(jax.random.PRNGKey(0), enc, dec))["params"]
+  return t5_tiny.random_params(CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +101,22 @@ def test_decoder_is_causal(params, batch):
   assert float(jnp.abs(a[:, 4:] - b[:, 4:]).max()) > 1e-3
 
 
-def test_dropout_only_when_enabled(batch):
-  config = dataclasses.replace(CONFIG, num_encoder_layers=1, num_decoder_layers=1)
-  fwd = t5_tiny.jit_apply(config)
-  params = nn.unbox(jax.jit(T5(config).init)(jax.random.PRNGKey(0), *batch))["params"]
+def test_dropout_only_when_enabled(params, batch):
+  fwd = t5_tiny.jit_apply(CONFIG)
   plain = fwd({"params": params}, *batch)
   rngs = {"dropout": jax.random.key(0, impl="rbg")}
   one = fwd({"params": params}, *batch, enable_dropout=True, rngs=rngs)
   again = fwd({"params": params}, *batch, enable_dropout=True, rngs=rngs)
   np.testing.assert_array_equal(one, again)
   assert float(jnp.abs(one - plain).max()) > 1e-3
+
+
+def test_bfloat16_compute_is_close_and_keeps_fp32_logits(params, batch):
+  bf16 = dataclasses.replace(CONFIG, dtype="bfloat16")
+  ref = t5_tiny.jit_apply(CONFIG)({"params": params}, *batch)
+  low = t5_tiny.jit_apply(bf16)({"params": params}, *batch)
+  assert low.dtype == jnp.float32
+  assert float(jnp.abs(low - ref).max()) < 0.1 * float(jnp.abs(ref).max())
 
 
 def test_prefix_is_visible_to_every_position(params, batch):

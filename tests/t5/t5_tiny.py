@@ -1,7 +1,9 @@
 """Tiny random T5 models for tests: Hugging Face models saved to disk, random TaskParams."""
 import functools
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import transformers
@@ -70,11 +72,9 @@ PEFT_ALL = spec.PeftConfig(adapter_size=4, prefix_length=2,
 
 def random_task_params(dims: spec.BackboneDims, batch: int, seed: int = 0,
                        peft: spec.PeftConfig = PEFT_ALL, scale: float = 0.5) -> spec.TaskParams:
-  shapes = spec.task_param_structs(peft, dims, batch)
-  leaves, treedef = jax.tree.flatten(shapes)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [scale * jax.random.normal(k, s.shape)
-                                      for k, s in zip(keys, leaves)])
+  rng = np.random.default_rng(seed)  # numpy: eager jax.random compiles per shape (slow on CPU)
+  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32),
+                      spec.task_param_structs(peft, dims, batch))
 
 
 @functools.cache
@@ -83,3 +83,18 @@ def jit_apply(config, method: str = "__call__"):
   model = T5(config)
   return jax.jit(functools.partial(model.apply, method=method),
                  static_argnames=("enable_dropout", "decode"))
+
+
+def random_params(config, seed: int = 0, std: float = 0.3):
+  """Random float32 params for `T5(config)` without compiling `init` (threefry compiles slowly
+  on CPU): shapes from `jax.eval_shape`, values from numpy (norm scales near 1)."""
+  tokens = jax.ShapeDtypeStruct((1, 2), np.int32)
+  shapes = nn.unbox(jax.eval_shape(T5(config).init, jax.random.PRNGKey(0), tokens, tokens))
+  rng = np.random.default_rng(seed)
+  def fill(path, leaf):
+    names = [getattr(p, "key", "") for p in path]
+    if names[-1] == "scale":
+      return jnp.asarray(1.0 + 0.1 * rng.standard_normal(leaf.shape), jnp.float32)
+    scale = 1.0 if names[-1] in ("embedding", "rel_embedding") else std
+    return jnp.asarray(scale * rng.standard_normal(leaf.shape), jnp.float32)
+  return jax.tree_util.tree_map_with_path(fill, shapes["params"])
