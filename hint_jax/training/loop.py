@@ -79,13 +79,13 @@ def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
 def init_or_restore(cfg, model, setup, example, ckpt: checkpoint.Checkpointer,
                     pretrained: Mapping[str, Any] | None) -> tuple[state_lib.TrainState, int]:
   """(state, data step): the latest checkpoint of `model_dir` if any, else a fresh state."""
-  latest = ckpt.latest_step()
-  if latest is None:
-    return _fresh_state(cfg, model, setup, example, pretrained), 0
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         setup.abstract, setup.shardings)
-  state, meta = ckpt.restore(latest, target)
-  return state, int(meta.get("data_step", latest))
+  restored = ckpt.restore_latest(target)  # skips (and reports) corrupted newer steps
+  if restored is None:
+    return _fresh_state(cfg, model, setup, example, pretrained), 0
+  step, state, meta = restored
+  return state, int(meta.get("data_step", step))
 
 
 def compile_step(cfg, model, setup: Setup) -> Callable:
@@ -190,7 +190,7 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   step_fn = compile_step(cfg, model, setup)
   eval_fn = evaluate.make_evaluator(model, setup.mesh, cfg.mesh.rules, eval_data,
                                     eval_callbacks, cfg.eval_batches)
-  reporter = metrics_lib.Reporter(cfg.model_dir, cfg.train_steps, int(state.step),
+  reporter = metrics_lib.Reporter(cfg.model_dir, cfg.train_steps, int(jax.device_get(state.step)),
                                   cfg.progress_bar)
   try:
     state = _run(cfg, state, step_fn, batches, setup, ckpt, reporter, eval_fn,

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 import training_toy_model as toy
 from flax import traverse_util
 
@@ -33,6 +34,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   port, out = _free_port(), tmp_path / "multi.npz"
   env = {**os.environ, "PYTHONPATH": f"{REPO}:{WORKER.parent}"}
