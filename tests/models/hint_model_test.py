@@ -74,10 +74,12 @@ def test_full_forward_equals_encode_task_then_apply(hint_model):
 def test_deduplicated_equals_per_example(hint_model):
   _, params = hint_model
   b = hint_tiny.batch()
-  # T=2 vs T=4 rows through the hypernetwork: only fp32 reassociation noise may differ.
-  chex.assert_trees_all_close(hint_tiny.forward(HINT, params, b),
-                              hint_tiny.forward(HINT, params, hint_tiny.per_example(b)),
-                              atol=1e-6, rtol=1e-5)
+  # T=2 vs T=4 rows through the hypernetwork: only fp32 reassociation noise may differ (the
+  # BLAS picks its algorithm per shape: 4.8e-6 seen on an H200 at highest fp32 precision,
+  # ~1e-6 on CPU).
+  dedup = hint_tiny.forward(HINT, params, b)
+  per_example = hint_tiny.forward(HINT, params, hint_tiny.per_example(b))
+  chex.assert_trees_all_close(dedup, per_example, atol=1e-5, rtol=1e-4)
 
 
 def test_different_instructions_give_different_outputs_at_init(hint_model):
