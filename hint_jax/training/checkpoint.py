@@ -1,6 +1,8 @@
 """Orbax checkpoints of the TrainState: periodic async atomic saves, keep-N, checked restores."""
 import dataclasses
+import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +15,7 @@ from flax import traverse_util
 from hint_jax import types
 
 FORMAT_VERSION = 1
+_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,10 @@ class CheckpointConfig:
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint was written by a run whose model or optimizer differs from this one."""
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint step exists but cannot be read back (truncated, half-written, unparsable)."""
 
 
 def _key(entry: Any) -> str:
@@ -80,8 +87,18 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
     """Starts an (async) atomic save; a half-written step never becomes `latest_step`."""
     meta = {**meta, "signature": self.signature, "version": FORMAT_VERSION}
-    self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                 meta=ocp.args.JsonSave(meta)), force=True)
+    try:  # also waits for the previous async save, whose write error surfaces here
+      self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave(meta)), force=True)
+    except OSError as e:
+      raise self._write_error(e) from e
+
+  def _write_error(self, e: OSError) -> OSError:
+    """The write error (disk full, read-only, ...) naming the newest complete checkpoint."""
+    self._mgr.reload()
+    return OSError(e.errno, f"{e.strerror or e} while writing a checkpoint under "
+                   f"{self.directory} ({e.filename}); newest complete checkpoint: "
+                   f"step {self._mgr.latest_step()}")
 
   def read_meta(self, step: int) -> dict[str, Any]:
     return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -91,31 +108,78 @@ class Checkpointer:
 
     Raises:
       CheckpointMismatchError: the signature or any array shape differs from this run's.
+      CorruptCheckpointError: the step's files are missing, truncated or unparsable.
     """
-    meta = self.read_meta(step)
     where = self.directory / str(step)
+    try:
+      meta = self.read_meta(step)
+      saved = _shape_tree(self._mgr.item_metadata(step)["state"])
+    except Exception as e:  # any read failure means the files are damaged
+      raise CorruptCheckpointError(f"checkpoint {where} is unreadable: {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:300]}") from e
     if meta.get("signature") != self.signature:
       raise CheckpointMismatchError(
           f"checkpoint {where} was written by a different config:\n  checkpoint: "
           f"{meta.get('signature')}\n  this run:   {self.signature}\n"
           "use a fresh model directory or the original config")
-    saved = _shape_tree(self._mgr.item_metadata(step)["state"])
+    if not saved:
+      raise CorruptCheckpointError(f"checkpoint {where} is unreadable: no array metadata")
     wanted = _shape_tree(abstract_state)
     diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
     if diff:
       detail = ", ".join(f"{k}: saved {saved.get(k)} vs {wanted.get(k)}" for k in diff[:5])
       raise CheckpointMismatchError(f"checkpoint {where} does not match this run's state "
                                     f"({len(diff)} arrays differ): {detail}")
-    out = self._mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    try:
+      out = self._mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # the arrays themselves are unreadable
+      raise CorruptCheckpointError(f"checkpoint {where} is unreadable: {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:300]}") from e
     return out["state"], out["meta"]
 
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+    """(step, state, meta) of the newest readable checkpoint; None when there is none.
+
+    A corrupted newer step is reported (logged as a warning) and moved aside to
+    `<step>.corrupt-<time>` so that the resumed run can write that step again.
+
+    Raises:
+      CheckpointMismatchError: the newest readable checkpoint belongs to another config.
+      CorruptCheckpointError: checkpoints exist but none of them can be read.
+    """
+    steps = sorted(self.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        state, meta = self.restore(step, abstract_state)
+      except CorruptCheckpointError as e:
+        _LOG.warning("skipping corrupted checkpoint: %s (moved to %s)", e,
+                     self._move_aside(step))
+        continue
+      return step, state, meta
+    if steps:
+      raise CorruptCheckpointError(f"none of the checkpoints {steps} in {self.directory} is "
+                                   "readable (moved aside); rerun to start from scratch")
+    return None
+
+  def _move_aside(self, step: int) -> epath.Path:
+    target = self.directory / f"{step}.corrupt-{int(time.time())}"
+    if jax.process_index() == 0:
+      (self.directory / str(step)).rename(target)
+    self._mgr.reload()
+    return target
+
   def wait(self) -> None:
-    self._mgr.wait_until_finished()
+    try:
+      self._mgr.wait_until_finished()
+    except OSError as e:
+      raise self._write_error(e) from e
 
   def close(self) -> None:
-    self._mgr.wait_until_finished()
-    self._mgr.close()
+    try:
+      self.wait()
+    finally:
+      self._mgr.close()
 
 
 def _reader(directory: epath.PathLike) -> ocp.CheckpointManager:
@@ -147,6 +211,11 @@ def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str,
   step = latest_step(directory) if step is None else step
   mgr = _reader(directory)
   tree = mgr.item_metadata(step)["state"]
+  missing = [k for k in ("trainable", "frozen") if k not in (tree or {})]
+  if missing:
+    mgr.close()
+    raise ValueError(f"checkpoint {directory}/{step} has no {' or '.join(missing)} params; "
+                     "it was not written by the hint_jax trainer")
   wanted = {k: tree[k] for k in ("trainable", "frozen")}
   args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
   out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
