@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--process_id", type=int, default=int(os.environ.get("JAX_PROCESS_ID", "0")))
   p.add_argument("--multihost", action="store_true",
                  help="call jax.distributed.initialize() with auto-detection (TPU pods, SLURM)")
+  p.add_argument("--heartbeat_timeout_s", type=int, default=None,
+                 help="multi-host: stop with an error when a process has been silent this long "
+                      "(default: JAX's 100 s)")
   return p
 
 
