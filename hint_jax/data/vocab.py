@@ -35,7 +35,10 @@ class Vocabulary:
     self.path = str(path)
     self.extra_ids = extra_ids
     model_bytes = epath.Path(path).read_bytes()
-    self._base_size = len(sentencepiece_model_pb2.ModelProto.FromString(model_bytes).pieces)
+    try:
+      self._base_size = len(sentencepiece_model_pb2.ModelProto.FromString(model_bytes).pieces)
+    except Exception as e:  # noqa: BLE001  (protobuf's DecodeError is not a ValueError)
+      raise ValueError(f"vocabulary {self.path} is not a SentencePiece model ({e})") from None
     self._sp = spm.SentencePieceProcessor(model_proto=_with_sentinels(model_bytes, extra_ids))
     ids = (self._sp.pad_id(), self._sp.eos_id(), self._sp.unk_id())
     if ids != (features.PAD_ID, features.EOS_ID, features.UNK_ID):

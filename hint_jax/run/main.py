@@ -27,7 +27,7 @@ def run(argv: Sequence[str]) -> object:
   if not args.gin_file:
     raise gin_utils.UsageError("no --gin_file given (e.g. --gin_file=runs/tiny_cpu.gin)")
   distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
-                         args.multihost)
+                         args.multihost, args.heartbeat_timeout_s)
   gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths)
   module, name = ENTRY_POINTS[args.command]
   fn = getattr(importlib.import_module(module), name)
@@ -37,6 +37,13 @@ def run(argv: Sequence[str]) -> object:
     if "missing" in str(e) or "REQUIRED" in str(e) or "unexpected" in str(e):
       raise gin_utils.UsageError(f"gin configuration error: {' '.join(str(e).split())}") from e
     raise
+
+
+def _reported_errors() -> tuple[type[Exception], ...]:
+  """Failures shown as one line: bad inputs and files (OSError: missing, unwritable, disk
+  full), and run failures whose message already says what to do."""
+  from hint_jax.training import checkpoint, loop  # pylint: disable=import-outside-toplevel
+  return (OSError, ValueError, loop.NonFiniteLossError, checkpoint.CorruptCheckpointError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except gin_utils.UsageError as e:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2
-  except (FileNotFoundError, ValueError) as e:
+  except _reported_errors() as e:
     print(f"hint-jax: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   print(json.dumps(result) if isinstance(result, dict) else f"hint-jax: done: {result}")

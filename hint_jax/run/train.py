@@ -5,7 +5,9 @@ from collections.abc import Callable, Sequence
 
 import jax
 
+from hint_jax.data import pipeline
 from hint_jax.models import config as model_config
+from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.run import assemble, gin_utils
 from hint_jax.training import config as train_config
 from hint_jax.training import evaluate, loop
@@ -33,6 +35,7 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
   Returns:
     The final step.
   """
+  _preflight(data, trainer)
   if jax.process_index() == 0:
     path = gin_utils.write_config(trainer.model_dir)
     _LOG.info("operative config written to %s", path)
@@ -47,6 +50,18 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
       extra_meta={"gin_config": gin_utils.config_str(),
                   "mixture_or_task_name": data.mixture_or_task_name})
   return int(jax.device_get(state.step))
+
+
+def _preflight(data: assemble.DataConfig, trainer: train_config.TrainConfig) -> None:
+  """Fails on a bad task name, mesh or batch size before anything is written to model_dir."""
+  names = pipeline.available_names()
+  if data.mixture_or_task_name not in names:
+    raise ValueError(f"unknown task or mixture {data.mixture_or_task_name!r}; available: "
+                     f"{', '.join(names)}")
+  parallel = mesh_lib.data_parallel_size(mesh_lib.build(trainer.mesh))
+  if data.batch_size % parallel:
+    raise ValueError(f"BATCH_SIZE={data.batch_size} is not divisible by the data-parallel size "
+                     f"{parallel}; change the batch size or the mesh")
 
 
 def _with_signature(trainer: train_config.TrainConfig, model: model_config.HintConfig

@@ -95,6 +95,8 @@ def load(model_dir: str, step: int | None = None,
   if not steps:
     raise FileNotFoundError(f"no checkpoint found in {ckpt_dir}")
   step = steps[-1] if step is None else step
+  if step not in steps:
+    raise FileNotFoundError(f"no checkpoint step {step} in {ckpt_dir} (steps: {steps})")
   config = config or _read_config(model_dir, ckpt_dir, step)
   flat = checkpoint.load_params(ckpt_dir, step)
   params = traverse_util.unflatten_dict(flat, sep="/")

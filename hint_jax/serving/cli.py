@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -15,8 +16,12 @@ from hint_jax.serving import batching
 def _read_requests(path: str) -> list[dict]:
   """Records with string `instruction` (optional, default "") and `input`; errors name file:line."""
   requests = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
+  with open(path, "rb") as f:
+    for n, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"{path}:{n}: not valid UTF-8 (byte {e.start})") from None
       if not line.strip():
         continue
       try:
@@ -61,12 +66,18 @@ def run_infer(predictor, requests: Sequence[dict], output_path: str, batch_size:
   return {"examples": len(requests), "seconds": round(seconds, 3),
           "examples_per_s": round(len(requests) / seconds, 3) if seconds else None,
           "distinct_instructions": len({r["instruction"] for r in requests}),
+          "truncated": dict(getattr(predictor, "truncated", {})),
           "cache": {"hits": stats.hits, "disk_hits": stats.disk_hits, "misses": stats.misses,
                     "evictions": stats.evictions}}
 
 
+class _Parser(argparse.ArgumentParser):
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: bad command line: {message}\n")  # one line, no usage
+
+
 def _infer_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="hint-jax infer", description=(
+  p = _Parser(prog="hint-jax infer", description=(
       "Predict for a jsonl file of {instruction, input} records with a trained HINT model."))
   p.add_argument("--model_dir", required=True, help="trainer model directory")
   p.add_argument("--input", required=True, help="jsonl requests")
@@ -99,6 +110,7 @@ def _decode_options(args: argparse.Namespace) -> dict:
 def infer_main(argv: Sequence[str] | None = None) -> int:
   """`hint-jax infer`: returns the exit status (errors are one line on stderr, no output file)."""
   args = _infer_parser().parse_args(argv)
+  logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only notices; errors are ours
   try:
     from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
     from hint_jax.serving import predictor as predictor_lib  # pylint: disable=g-import-not-at-top

@@ -65,6 +65,22 @@ def _pad_rows(x: jax.Array, rows: int, length: int | None = None) -> jax.Array:
   return jnp.pad(x, pad)
 
 
+def _check_shapes(model: hint.HintModel, params: types.PyTree, where: str) -> None:
+  """Raises a one-line ValueError when `params` do not have the shapes `model` expects."""
+  from hint_jax.data import features  # pylint: disable=g-import-not-at-top
+  batch = {features.ENCODER_INPUT_TOKENS: jnp.ones((1, 8), jnp.int32),
+           features.DECODER_INPUT_TOKENS: jnp.ones((1, 4), jnp.int32)}
+  wanted = hint.unbox(jax.eval_shape(model.init, jax.random.key(0), batch))
+  shapes = lambda tree: {jax.tree_util.keystr(p): tuple(np.shape(x))
+                         for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  got, want = shapes(params), shapes(wanted)
+  diff = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+  if diff:
+    raise ValueError(f"checkpoint {where} does not match its model config ({len(diff)} arrays "
+                     f"differ, e.g. {diff[0]}: saved {got.get(diff[0])}, config "
+                     f"{want.get(diff[0])})")
+
+
 _COMPILED: dict = {}
 
 
@@ -119,6 +135,7 @@ class Predictor:
     max_i = model.config.max_instruction_length
     self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
     self._encode_task, self._generate, self._score = _compiled(model)
+    self.truncated = {"instructions": 0, "inputs": 0}  # texts cut to the biggest bucket
     # Cache keys also depend on how text becomes tokens: vocabulary and truncation length.
     self._key_scope = (f"{self.checkpoint_id}|{getattr(vocab, 'path', '')}|"
                        f"{self._instruction_buckets[-1]}")
@@ -134,9 +151,11 @@ class Predictor:
     from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
     from hint_jax.serving import checkpoint_io  # pylint: disable=g-import-not-at-top  # orbax
     config, params, identity = checkpoint_io.load(model_dir, step, config)
+    model = hint.HintModel(config)
+    _check_shapes(model, params, identity)
     params = jax.tree.map(jnp.asarray, params)
-    return cls(hint.HintModel(config), params, vocab or vocab_lib.get_vocabulary(),
-               checkpoint_id=identity, **kwargs)
+    return cls(model, params, vocab or vocab_lib.get_vocabulary(), checkpoint_id=identity,
+               **kwargs)
 
   @property
   def uses_instruction(self) -> bool:
@@ -146,7 +165,7 @@ class Predictor:
 
   def _encode(self, instruction: str) -> cache_lib.Adaptation:
     max_len = self._instruction_buckets[-1]
-    tokens = batching.tokenize(self.vocab, [instruction], max_len)
+    tokens = self._tokenize("instructions", [instruction], max_len)
     tokens_1I = batching.pad_to_bucket(tokens, self._instruction_buckets)
     encoding = self._encode_task(self.params, jnp.asarray(tokens_1I))
     return cache_lib.Adaptation(encoding.task_params, encoding.encoded, encoding.mask)
@@ -186,8 +205,14 @@ class Predictor:
       texts = [self.concat_template.format(instruction=i, input=x)
                for i, x in zip(instructions, inputs)]
     max_len = max(self.buckets.input_lengths)
-    tokens = batching.tokenize(self.vocab, texts, max_len)
+    tokens = self._tokenize("inputs", texts, max_len)
     return jnp.asarray(batching.pad_to_bucket(tokens, self.buckets.input_lengths, rows))
+
+  def _tokenize(self, kind: str, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Token ids cut to `max_len` (with EOS); counts the texts that were cut in `truncated`."""
+    tokens = batching.tokenize(self.vocab, texts, max_len + 1)
+    self.truncated[kind] += sum(len(t) > max_len for t in tokens)
+    return [t if len(t) <= max_len else t[:max_len - 1] + [t[-1]] for t in tokens]
 
   def _features(self, instructions, inputs):
     """(task table, encoder tokens [B, L], task index [B]) padded to the batch bucket."""

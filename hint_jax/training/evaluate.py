@@ -94,6 +94,9 @@ def restore_params(model: interface.Model, mesh: Mesh, rules: sharding.Rules,
   sharding.check_param_axes(boxed, rules)
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         nn.unbox(boxed), sharding.logical_shardings(boxed, mesh, rules))
-  params, _ = checkpoint.restore_matching(target, checkpoint.load_params(directory, step),
-                                          (".*",))
+  try:
+    params, _ = checkpoint.restore_matching(target, checkpoint.load_params(directory, step),
+                                            (".*",))
+  except ValueError as e:
+    raise ValueError(f"checkpoint {directory}/{step} does not fit this model: {e}") from e
   return params, step
