@@ -8,14 +8,15 @@ fusion). The same SNI test examples (first `--tasks` test tasks, `--per_task` in
 shuffled so batches mix tasks) go through the serving `Predictor` of each model: HINT gets the
 instruction and input separately (each task's TaskParams generated once per pass, so the
 hypernetwork is amortised over `--per_task` examples), the baseline the Tk-Instruct string.
-Timings exclude compilation (a warm-up pass runs first) and are the best of `--repeats`
-interleaved passes. Keys: `hint_vs_concat_throughput_def2pos` = HINT examples/s / baseline
+Timings exclude compilation (a warm-up pass runs first) and are the best of `--repeats` passes
+in which the four runs are interleaved batch by batch. Keys: `hint_vs_concat_throughput_def2pos` = HINT examples/s / baseline
 examples/s (greedy generation); `hint_vs_concat_flops_def2pos` = HINT FLOPs/example / baseline
 FLOPs/example (analytic, hypernetwork amortised over 100 examples per task, as SNI test tasks).
 """
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -129,48 +130,64 @@ def _length_order(vocab, texts: list[str], enabled: bool) -> list[int]:
   return sorted(range(len(texts)), key=lambda i: lengths[i])
 
 
+def _batches(pred, ins, xs, tgt, mode, batch_size, decode, sort_by_length):
+  """(order, [one closure per batch]) for one model and mode."""
+  order = _length_order(pred.vocab, xs, sort_by_length)
+  ins, xs, tgt = ([seq[i] for i in order] for seq in (ins, xs, tgt))
+
+  def call(lo, hi):
+    if mode == "generate":
+      return pred.generate(ins[lo:hi], xs[lo:hi], **decode)
+    return list(pred.score(ins[lo:hi], xs[lo:hi], tgt[lo:hi], MAX_TARGET))
+  return order, [functools.partial(call, lo, hi) for lo, hi in batching.chunks(len(xs),
+                                                                              batch_size)]
+
+
 def throughput(hint_pred, concat_pred, records, batch_size: int, repeats: int,
                decode: dict, sort_by_length: bool = True) -> dict:
-  """Best-of-`repeats` examples/s for generation and teacher-forced scoring, interleaved.
+  """Best-of-`repeats` examples/s for generation and teacher-forced scoring.
 
-  With `sort_by_length`, each model batches the examples in order of its own encoder input
-  length (standard offline inference); outputs are returned in the original order.
+  The four runs (HINT/concat x generate/score) are interleaved batch by batch, so load changes
+  on a shared machine hit them alike. Each pass starts with an empty TaskParams cache (HINT pays
+  for every task's hypernetwork once per pass). With `sort_by_length`, each model batches the
+  examples in order of its own encoder input length (standard offline inference).
   """
   instr = [r[features.INSTRUCTION] for r in records]
   inputs = [r[features.INPUTS] for r in records]
   targets = [r[features.TARGETS] for r in records]
   concat_inputs = [i + x for i, x in zip(instr, inputs)]
-
-  def run(pred, ins, xs, mode):
-    order = _length_order(pred.vocab, xs, sort_by_length)
-    ins, xs, tgt = ([seq[i] for i in order] for seq in (ins, xs, targets))
-    out = []
-    pred.cache.clear_memory()  # each pass pays for generating every task's TaskParams once
-    for lo, hi in batching.chunks(len(xs), batch_size):
-      if mode == "generate":
-        out += pred.generate(ins[lo:hi], xs[lo:hi], **decode)
-      else:
-        out += list(pred.score(ins[lo:hi], xs[lo:hi], tgt[lo:hi], MAX_TARGET))
-    restored = [None] * len(out)
-    for position, i in enumerate(order):
-      restored[i] = out[position]
-    return restored
-
-  runs = {("hint", m): (hint_pred, instr, inputs, m) for m in ("generate", "score")}
-  runs.update({("concat", m): (concat_pred, [""] * len(records), concat_inputs, m)
-               for m in ("generate", "score")})
+  runs = {}
+  for mode in ("generate", "score"):
+    runs[("hint", mode)] = _batches(hint_pred, instr, inputs, targets, mode, batch_size, decode,
+                                    sort_by_length)
+    runs[("concat", mode)] = _batches(concat_pred, [""] * len(records), concat_inputs, targets,
+                                      mode, batch_size, decode, sort_by_length)
   best, outputs = {}, {}
-  for key, args in runs.items():  # warm-up: compiles every bucket shape
-    _, outputs[key] = _timed(lambda a=args: run(*a))
-  for _ in range(repeats):
-    for key, args in runs.items():
-      seconds, _ = _timed(lambda a=args: run(*a))
-      best[key] = min(best.get(key, float("inf")), seconds)
+  for repeat in range(repeats + 1):  # pass 0 is the warm-up (compiles every bucket shape)
+    hint_pred.cache.clear_memory()
+    seconds = dict.fromkeys(runs, 0.0)
+    results = {key: [] for key in runs}
+    for b in range(len(runs[("hint", "generate")][1])):
+      for key, (_, calls) in runs.items():
+        elapsed, out = _timed(calls[b])
+        seconds[key] += elapsed
+        results[key] += out
+    if repeat == 0:
+      outputs = {key: _restore(runs[key][0], out) for key, out in results.items()}
+    else:
+      best = {key: min(best.get(key, float("inf")), t) for key, t in seconds.items()}
   n = len(records)
   result = {f"{model}_{mode}_examples_per_s": n / s for (model, mode), s in best.items()}
   result["predictions"] = {"hint": outputs[("hint", "generate")],
                            "concat": outputs[("concat", "generate")]}
   return result
+
+
+def _restore(order, out):
+  restored = [None] * len(out)
+  for position, i in enumerate(order):
+    restored[i] = out[position]
+  return restored
 
 
 def _parse():
