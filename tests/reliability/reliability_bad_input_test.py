@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_hint
+from reliability_helpers import tiny_hint
 
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.serving import checkpoint_io
@@ -24,13 +24,15 @@ from hint_jax.training import checkpoint
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DRIVER = pathlib.Path(__file__).with_name("reliability_cli_driver.py")
 LONG_INSTRUCTION = "word " * 100_000  # about 100k tokens
-TRAIN = ["train", "--gin_file=runs/tiny_cpu.gin", "--gin.train_config.TrainConfig.progress_bar=False"]
+TRAIN = ["train", "--gin_file=runs/tiny_cpu.gin",
+         "--gin.train_config.TrainConfig.progress_bar=False"]
 EVAL = ["eval", "--gin_file=runs/tiny_cpu_eval.gin"]
 
 # (id, entry, argv with {w} = work dir and {o} = this case's output path, expected stderr text)
 ERRORS = [
     ("no_gin_file", "main", ["train"], "no --gin_file given"),
-    ("unknown_command", "main", ["serve", "--gin_file=runs/tiny_cpu.gin"], "invalid choice: 'serve'"),
+    ("unknown_command", "main", ["serve", "--gin_file=runs/tiny_cpu.gin"],
+     "invalid choice: 'serve'"),
     ("gin_file_missing", "main", ["train", "--gin_file=runs/nope.gin"], "runs/nope.gin"),
     ("binding_without_value", "main", [*TRAIN, "--gin.MODEL_DIR"], "--gin.MODEL_DIR"),
     ("misspelled_binding", "main", [*TRAIN, "--gin.MODEL_DIR='{o}'",
@@ -41,7 +43,8 @@ ERRORS = [
     ("negative_steps", "main", [*TRAIN, "--gin.MODEL_DIR='{o}'", "--gin.TRAIN_STEPS=-1"],
      "(-1)"),
     ("unknown_mixture", "main", [*TRAIN, "--gin.MODEL_DIR='{o}'",
-                                 "--gin.MIXTURE_OR_TASK_NAME='synthetic_hnit'"], "'synthetic_hnit'"),
+                                 "--gin.MIXTURE_OR_TASK_NAME='synthetic_hnit'"],
+     "'synthetic_hnit'"),
     ("mesh_not_dividing", "main", [*TRAIN, "--gin.MODEL_DIR='{o}'",
                                    "--gin.mesh.MeshConfig.model_parallel=3"], "model_parallel=3"),
     ("batch_not_divisible", "main", [*TRAIN, "--gin.MODEL_DIR='{o}'", "--gin.BATCH_SIZE=12"],
@@ -87,7 +90,8 @@ def _infer_argv(argv: list[str]) -> list[str]:
 def _save_run(path: pathlib.Path, params: dict, meta: dict, step: int = 3) -> None:
   ckpt = checkpoint.Checkpointer(path / "checkpoints",
                                  checkpoint.CheckpointConfig(async_save=False), "sig")
-  state = {"trainable": {"hypernet": params["hypernet"]}, "frozen": {"backbone": params["backbone"]}}
+  state = {"trainable": {"hypernet": params["hypernet"]},
+           "frozen": {"backbone": params["backbone"]}}
   ckpt.save(step, state, meta)
   ckpt.close()
 

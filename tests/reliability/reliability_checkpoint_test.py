@@ -10,8 +10,8 @@ import time
 
 import pytest
 import training_toy_model as toy
-from conftest import assert_bitwise_equal, flat_params, record, toy_config
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
+from reliability_helpers import assert_bitwise_equal, flat_params, record, toy_config
 
 from hint_jax.training import checkpoint, loop
 
@@ -87,7 +87,8 @@ def test_all_checkpoints_corrupted_is_an_error(six_steps, tmp_path):
 
 def test_disk_full_during_async_save(reference, tmp_path, monkeypatch):
   """ENOSPC injected into the (background) write of step 4: clear error, step 2 intact."""
-  real_save = json_checkpoint_handler.JsonCheckpointHandler._save_fn  # pylint: disable=protected-access
+  handler = json_checkpoint_handler.JsonCheckpointHandler
+  real_save = handler._save_fn  # pylint: disable=protected-access
 
   async def full_disk(self, item, directory):
     if item.get("data_step", 0) >= 4:

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import record
+from reliability_helpers import record
 
 WORKER = pathlib.Path(__file__).with_name("reliability_host_worker.py")
 REPO = pathlib.Path(__file__).resolve().parents[2]

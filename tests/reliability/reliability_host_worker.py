@@ -16,8 +16,8 @@ from hint_jax.run import distributed
 def main(port: str, process_id: str, model_dir: str, heartbeat_s: str) -> None:
   distributed.initialize(f"127.0.0.1:{port}", 2, int(process_id),
                          heartbeat_timeout_s=int(heartbeat_s))
-  import conftest  # pylint: disable=import-outside-toplevel  # (puts tests/training on sys.path)
   import jax  # pylint: disable=import-outside-toplevel
+  import reliability_helpers  # pylint: disable=import-outside-toplevel  # tests/training path
   import training_toy_model as toy  # pylint: disable=import-outside-toplevel
 
   from hint_jax.training import loop  # pylint: disable=import-outside-toplevel
@@ -29,7 +29,8 @@ def main(port: str, process_id: str, model_dir: str, heartbeat_s: str) -> None:
       print(f"DRILL batch {i}", flush=True)
       yield batch
 
-  loop.train(conftest.toy_config(model_dir, 10_000, period=1000), toy.ToyModel(), source)
+  cfg = reliability_helpers.toy_config(model_dir, 10_000, period=1000)
+  loop.train(cfg, toy.ToyModel(), source)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import record, tiny_hint
+from reliability_helpers import record, tiny_hint
 
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.serving import predictor as predictor_lib
