@@ -1,6 +1,8 @@
 """Orbax checkpoints of the TrainState: periodic async atomic saves, keep-N, checked restores."""
 import dataclasses
+import errno
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -90,14 +92,26 @@ class Checkpointer:
     try:  # also waits for the previous async save, whose write error surfaces here
       self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)), force=True)
-    except OSError as e:
-      raise self._write_error(e) from e
+    except (OSError, ValueError) as e:
+      error = self._write_error(e)
+      if error is None:
+        raise
+      raise error from e
 
-  def _write_error(self, e: OSError) -> OSError:
-    """The write error (disk full, read-only, ...) naming the newest complete checkpoint."""
+  def _write_error(self, e: Exception) -> OSError | None:
+    """The write error (disk full, read-only, ...) naming the newest complete checkpoint.
+
+    tensorstore reports failed array writes as ValueError('RESOURCE_EXHAUSTED: ... No space
+    left on device [os_error_code=28]'); for any other ValueError this returns None.
+    """
+    if isinstance(e, ValueError) and "os_error_code" not in str(e):
+      return None
     self._mgr.reload()
-    return OSError(e.errno, f"{e.strerror or e} while writing a checkpoint under "
-                   f"{self.directory} ({e.filename}); newest complete checkpoint: "
+    code = re.search(r"os_error_code='?(\d+)", str(e))
+    code = int(code.group(1)) if code else getattr(e, "errno", None) or errno.EIO
+    detail = getattr(e, "filename", None) or " ".join(str(e).split())[:200]
+    return OSError(code, f"{os.strerror(code)} while writing a checkpoint under "
+                   f"{self.directory} ({detail}); newest complete checkpoint: "
                    f"step {self._mgr.latest_step()}")
 
   def read_meta(self, step: int) -> dict[str, Any]:
@@ -172,8 +186,11 @@ class Checkpointer:
   def wait(self) -> None:
     try:
       self._mgr.wait_until_finished()
-    except OSError as e:
-      raise self._write_error(e) from e
+    except (OSError, ValueError) as e:
+      error = self._write_error(e)
+      if error is None:
+        raise
+      raise error from e
 
   def close(self) -> None:
     try:

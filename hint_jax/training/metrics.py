@@ -59,8 +59,12 @@ class Reporter:
     self._bar = None
     if self.is_main:
       from clu import metric_writers  # pylint: disable=import-outside-toplevel  # imports TF
-      self._writer = metric_writers.create_default_writer(logdir, just_logging=False,
-                                                          asynchronous=True)
+      try:
+        self._writer = metric_writers.create_default_writer(logdir, just_logging=False,
+                                                            asynchronous=True)
+      except Exception as e:  # TensorFlow's errors (e.g. ResourceExhausted: disk full)
+        raise OSError(f"cannot write TensorBoard events to {logdir}: "
+                      f"{' '.join(str(e).split())[:300]}") from e
       if progress_bar:
         import tqdm  # pylint: disable=import-outside-toplevel
         self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train",

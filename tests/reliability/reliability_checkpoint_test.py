@@ -112,3 +112,16 @@ def test_disk_full_during_async_save(reference, tmp_path, monkeypatch):
   assert_bitwise_equal(flat_params(state), reference(8))
   record("disk_full", failed_step=4, kept_step=2, resume_after_free_s=round(
       time.perf_counter() - start, 2))
+
+
+def test_disk_full_for_tensorboard_events(tmp_path, monkeypatch):
+  """A real full tmpfs fails first in TensorFlow's event writer, whose error is no OSError."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from clu import metric_writers  # pylint: disable=import-outside-toplevel
+
+  def full_disk(logdir, **_):
+    raise tf.errors.ResourceExhaustedError(None, None, f"{logdir}/events; No space left on device")
+
+  monkeypatch.setattr(metric_writers, "create_default_writer", full_disk)
+  with pytest.raises(OSError, match=r"cannot write TensorBoard events to .*No space left"):
+    loop.train(toy_config(tmp_path, 2), toy.ToyModel(), toy.source())
