@@ -46,15 +46,34 @@ def _reported_errors() -> tuple[type[Exception], ...]:
   return (OSError, ValueError, loop.NonFiniteLossError, checkpoint.CorruptCheckpointError)
 
 
+def _serving_command(argv: Sequence[str]):
+  """The commands served without gin: `flops`, and `infer` on a jsonl file (`--input`)."""
+  from hint_jax.serving import cli  # pylint: disable=import-outside-toplevel
+  if argv and argv[0] == "flops":
+    return cli.flops_main
+  if argv and argv[0] == "infer" and any(a.split("=")[0] == "--input" for a in argv[1:]):
+    return cli.infer_main
+  return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Console-script entry point; returns the exit status."""
+  """Console-script entry point; returns the exit status.
+
+  `hint-jax train|eval|infer --gin_file=...` run gin-configured jobs; `hint-jax infer
+  --model_dir=D --input=requests.jsonl --output=predictions.jsonl` serves a jsonl file of
+  {instruction, input} records with the cached Predictor; `hint-jax flops` prints FLOPs tables.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  serving_main = _serving_command(argv)
+  if serving_main is not None:
+    return serving_main(argv[1:])
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   for noisy in ("absl", "jax", "orbax"):  # per-save orbax chatter; metrics print themselves
     logging.getLogger(noisy).setLevel(logging.WARNING)
   for handler in logging.getLogger().handlers:  # gin logs every include it probes as an ERROR
     handler.addFilter(lambda r: "gin" not in r.pathname.split(os.sep)[-2:-1])
   try:
-    result = run(sys.argv[1:] if argv is None else argv)
+    result = run(argv)
   except gin_utils.UsageError as e:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2

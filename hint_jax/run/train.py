@@ -9,6 +9,7 @@ from hint_jax.data import pipeline
 from hint_jax.models import config as model_config
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.run import assemble, gin_utils
+from hint_jax.serving import checkpoint_io
 from hint_jax.training import config as train_config
 from hint_jax.training import evaluate, loop
 
@@ -48,6 +49,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
       eval_callbacks=[factory(hint_model) for factory in eval_callbacks],
       pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint),
       extra_meta={"gin_config": gin_utils.config_str(),
+                  # lets `Predictor.from_checkpoint` (serving, no gin) rebuild the model
+                  checkpoint_io.META_KEY: checkpoint_io.config_to_dict(model),
                   "mixture_or_task_name": data.mixture_or_task_name})
   return int(jax.device_get(state.step))
 

@@ -73,3 +73,22 @@ def test_tiny_train_then_eval_end_to_end(capsys, tmp_path):
   result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert result["step"] == 3 and result["examples"] > 0 and 0 <= result["exact_match"] <= 100
   assert (tmp_path / "eval" / "synthetic_hint_validation_3.json").exists()
+  # The trained run serves a jsonl file through the cached Predictor with no extra config file:
+  # the checkpoint meta carries the model config.
+  requests = tmp_path / "requests.jsonl"
+  requests.write_text("".join(json.dumps({"instruction": ins, "input": "b a c"}) + "\n"
+                              for ins in ("Sort the words.", "Reverse the words.", "")))
+  out = tmp_path / "predictions.jsonl"
+  assert not (tmp_path / "hint_config.json").exists()
+  assert main.main(["infer", f"--model_dir={tmp_path}", f"--input={requests}", f"--output={out}",
+                    "--batch_size=4", "--max_decode_len=4", "--no_progress"]) == 0
+  rows = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [r["instruction"] for r in rows] == ["Sort the words.", "Reverse the words.", ""]
+  assert all(isinstance(r["prediction"], str) for r in rows)
+
+
+def test_flops_command_prints_a_table(capsys):
+  assert main.main(["flops", "--presets=small", "--formats=def2pos", "--xla_presets=",
+                    "--amortise=1,100"]) == 0
+  out = capsys.readouterr().out
+  assert "small" in out and "|" in out
