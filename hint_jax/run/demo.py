@@ -68,10 +68,10 @@ class DemoConfig:
   adapter_size: int = 32
   prefix_length: int = 8
   batch_size: int = 32
-  learning_rate: float = 3e-3
+  learning_rate: float = 2e-3
   pretrain_steps: int = 150
   finetune_steps: int = 2000
-  sni_fraction: float = 0.1
+  sni_fraction: float = 0.05
   pretrain_texts: int = 3000
   pretrain_chunk: int = 40
   eval_per_task: int = 10
