@@ -1,5 +1,6 @@
 """Shared type aliases and protocols."""
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 

@@ -31,7 +31,7 @@ def test_model_modules_import_without_tensorflow():
           "  pkg = importlib.import_module('hint_jax.' + sub)\n"
           "  for m in pkgutil.iter_modules(pkg.__path__):\n"
           "    importlib.import_module(f'hint_jax.{sub}.{m.name}')\n")
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
 
 

@@ -1,5 +1,6 @@
 """The model interface the trainer, evaluator and server see (HINT and baselines alike)."""
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from hint_jax import types
 

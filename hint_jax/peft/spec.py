@@ -14,7 +14,6 @@ Sites:
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import flax
 import jax
@@ -48,9 +47,9 @@ class LoraConfig:
 @dataclasses.dataclass(frozen=True)
 class PeftConfig:
   """Which modules are generated and their sizes. `None` disables a kind."""
-  adapter_size: Optional[int] = 64
-  prefix_length: Optional[int] = 30
-  lora: Optional[LoraConfig] = None
+  adapter_size: int | None = 64
+  prefix_length: int | None = 30
+  lora: LoraConfig | None = None
 
   def __post_init__(self):
     for name in ("adapter_size", "prefix_length"):
@@ -92,9 +91,9 @@ class PrefixKV:
 
 @flax.struct.dataclass
 class SiteParams:
-  lora: Optional[dict] = None  # projection name -> LowRank; None when LoRA is off
-  adapter: Optional[Bottleneck] = None
-  prefix: Optional[PrefixKV] = None
+  lora: dict | None = None  # projection name -> LowRank; None when LoRA is off
+  adapter: Bottleneck | None = None
+  prefix: PrefixKV | None = None
 
 
 @flax.struct.dataclass
