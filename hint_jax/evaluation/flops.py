@@ -47,12 +47,16 @@ def _lora(site: spec.SiteParams | None, proj: str, tokens: int) -> int:
 
 
 def attention(cfg: t5_config.T5Config, q_len: int, kv_len: int,
-              site: spec.SiteParams | None = None) -> int:
-  """One attention block: q/k/v/o projections, logits and weighted values, LoRA, prefix."""
+              site: spec.SiteParams | None = None, cached_kv: int = 0) -> int:
+  """One attention block: q/k/v/o projections, logits and weighted values, LoRA, prefix.
+
+  `cached_kv` keys/values arrive already projected (a cached fused instruction): they cost
+  attention logits and weighted values but no projection.
+  """
   d, hk = cfg.d_model, cfg.num_heads * cfg.head_dim
   prefix = site.prefix.key[2] if site is not None and site.prefix is not None else 0
   flops = 2 * _dense(q_len, d, hk) + 2 * _dense(kv_len, d, hk)
-  flops += 2 * 2 * q_len * (kv_len + prefix) * hk
+  flops += 2 * 2 * q_len * (kv_len + prefix + cached_kv) * hk
   flops += _lora(site, "query", q_len) + _lora(site, "out", q_len)
   flops += _lora(site, "key", kv_len) + _lora(site, "value", kv_len)
   return flops
@@ -74,12 +78,14 @@ def encoder(cfg: t5_config.T5Config, length: int, site: spec.SiteParams | None =
 
 
 def decoder(cfg: t5_config.T5Config, targets: int, memory: int,
-            task_params: spec.TaskParams | None = None) -> int:
-  """Decoder stack (teacher forced over T positions) and output logits."""
+            task_params: spec.TaskParams | None = None, cached_memory: int = 0) -> int:
+  """Decoder stack (teacher forced over T positions) and output logits; `cached_memory` extra
+  cross-attention positions come already projected."""
   self_site = task_params.decoder_self if task_params is not None else None
   cross_site = task_params.decoder_cross if task_params is not None else None
   per_layer = (attention(cfg, targets, targets, self_site)
-               + attention(cfg, targets, memory, cross_site) + ffn(cfg, targets, self_site))
+               + attention(cfg, targets, memory, cross_site, cached_memory)
+               + ffn(cfg, targets, self_site))
   return cfg.num_decoder_layers * per_layer + _dense(targets, cfg.d_model, cfg.vocab_size)
 
 
@@ -108,15 +114,32 @@ class Breakdown:
     return self.per_example_fixed + self.per_task / n
 
 
+def memory_projection(cfg: t5_config.T5Config, peft: spec.PeftConfig, instruction: int) -> int:
+  """Per-task cost of caching the fused instruction: every decoder layer's cross-attention
+  key/value projections (and their generated LoRA) over I tokens (`HintModel.cache_memory`)."""
+  cross = spec.task_param_shapes(peft, cfg.dims, 1).decoder_cross
+  per_layer = 2 * _dense(instruction, cfg.d_model, cfg.num_heads * cfg.head_dim)
+  per_layer += _lora(cross, "key", instruction) + _lora(cross, "value", instruction)
+  return cfg.num_decoder_layers * per_layer
+
+
 def hint_flops(cfg: t5_config.T5Config, peft: spec.PeftConfig,
                hyper: hypernet_config.HypernetConfig, lengths: Lengths,
-               fusion: bool = True) -> Breakdown:
-  """HINT: hypernet once per task; encoder over the input only; decoder memory I + L (fusion)."""
+               fusion: bool = True, cache_memory: bool = True) -> Breakdown:
+  """HINT: hypernet once per task; encoder over the input only; decoder memory I + L (fusion).
+
+  With `cache_memory` (what the serving `Predictor` does) the instruction's cross-attention
+  keys/values are projected once per task; without it, once per example (the training forward).
+  """
   tp = spec.task_param_shapes(peft, cfg.dims, 1)
-  memory = lengths.inputs + (lengths.instruction if fusion else 0)
-  fixed = encoder(cfg, lengths.inputs, tp.encoder) + decoder(cfg, lengths.targets, memory, tp)
-  return Breakdown(per_task=hypernet(cfg, peft, hyper, lengths.instruction),
-                   per_example_fixed=fixed)
+  per_task = hypernet(cfg, peft, hyper, lengths.instruction)
+  cached = lengths.instruction if fusion and cache_memory else 0
+  memory = lengths.inputs + (lengths.instruction if fusion and not cache_memory else 0)
+  fixed = (encoder(cfg, lengths.inputs, tp.encoder)
+           + decoder(cfg, lengths.targets, memory, tp, cached))
+  if cached:
+    per_task += memory_projection(cfg, peft, lengths.instruction)
+  return Breakdown(per_task=per_task, per_example_fixed=fixed)
 
 
 def concat_flops(cfg: t5_config.T5Config, lengths: Lengths) -> Breakdown:

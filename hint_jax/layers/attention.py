@@ -88,7 +88,7 @@ class Attention(nn.Module):
     q_BTHK = self._project("query", inputs_q_BTD, site)
     k_BSHK, v_BSHK = self._keys_values(inputs_kv_BSD, site, decode, position, cache_length)
     if site is not None and site.prefix is not None:
-      bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix.key.shape[1])
+      bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix)
     q_BTHK = dense.constrain(q_BTHK, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_HEADS, axes.ACT_KV))
     # Heads-major layouts make both products plain batched matmuls (much faster on XLA CPU).
     q_BHTK, k_BHSK, v_BHSK = (x.transpose(0, 2, 1, 3) for x in (q_BTHK, k_BSHK, v_BSHK))

@@ -27,6 +27,7 @@ from hint_jax.data import features
 from hint_jax.hypernet import model as hypernet_lib
 from hint_jax.models import config as config_lib
 from hint_jax.models import groups, losses
+from hint_jax.peft import prefix as prefix_lib
 from hint_jax.peft import spec
 from hint_jax.t5 import decoding
 from hint_jax.t5 import model as t5_model
@@ -43,10 +44,13 @@ class TaskEncoding(NamedTuple):
     task_params: generated TaskParams [T, N, ...], or None without a hypernetwork.
     encoded: the encoded instruction H_I [T, I, D] (padding zeroed) for fusion, or None.
     mask: its padding mask [T, I] (True = token), or None without fusion.
+    memory: H_I already projected to every decoder layer's cross-attention keys/values
+      [T, N, I, H, K] (`HintModel.cache_memory`), which then replaces `encoded`; or None.
   """
   task_params: spec.TaskParams | None
   encoded: jax.Array | None
   mask: jax.Array | None
+  memory: spec.PrefixKV | None = None
 
 
 def _rngs(rng: types.PRNGKey | None) -> dict:
@@ -158,6 +162,33 @@ class HintModel:
       return TaskEncoding(task_params, None, None)
     return TaskEncoding(task_params, encoded_TID, mask_TI)
 
+  def cache_memory(self, params: types.PyTree, encoding: TaskEncoding) -> TaskEncoding:
+    """Projects the fused H_I to every decoder layer's cross-attention keys/values, once.
+
+    Without this, every example re-projects the (padded) instruction in each decoder layer;
+    with it, that cost is paid once per task and the decoder appends the cached keys/values to
+    its cross-attention (`peft.prefix.append`) with the same result as fusing H_I. Memory is
+    traded for compute: [T, N, I, H, K] keys and values instead of H_I [T, I, D].
+
+    Returns:
+      `encoding` with `memory` set and `encoded` None (unchanged without fusion or when cached).
+    """
+    if encoding.encoded is None:
+      return encoding
+    cross_lora = None
+    if encoding.task_params is not None and encoding.task_params.decoder_cross.lora:
+      empty = spec.SiteParams()
+      cross_lora = spec.TaskParams(empty, empty,
+                                   spec.SiteParams(lora=encoding.task_params.decoder_cross.lora))
+    # The decoder's own cache initialisation projects its memory (with any cross-attention LoRA).
+    cache = decoding.init_cache(self.t5, params[BACKBONE], encoding.encoded,
+                                encoding.mask.astype(jnp.int32), cross_lora, max_decode_len=1)
+    layers = [cache["decoder"][f"layers_{i}"]["encoder_decoder_attention"]
+              for i in range(self.config.t5.num_decoder_layers)]
+    memory = spec.PrefixKV(key=jnp.stack([c["cached_key"] for c in layers], axis=1),
+                           value=jnp.stack([c["cached_value"] for c in layers], axis=1))
+    return TaskEncoding(encoding.task_params, None, encoding.mask, memory)
+
   @staticmethod
   def per_example(encoding: TaskEncoding, task_index_B: jax.Array | None) -> TaskEncoding:
     """Gathers a [T, ...] TaskEncoding into per-example [B, ...] rows (identity without index)."""
@@ -167,7 +198,8 @@ class HintModel:
     if encoding.task_params is not None:
       task_params = spec.take(encoding.task_params, task_index_B)
     take = lambda x: None if x is None else jnp.take(x, task_index_B, axis=0)
-    return TaskEncoding(task_params, take(encoding.encoded), take(encoding.mask))
+    memory = None if encoding.memory is None else jax.tree.map(take, encoding.memory)
+    return TaskEncoding(task_params, take(encoding.encoded), take(encoding.mask), memory)
 
   # ---- adapted forward -----------------------------------------------------------------------
 
@@ -178,13 +210,17 @@ class HintModel:
     """Adapted encoder output, fused with H_I when configured.
 
     Returns:
-      (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example encoding).
+      (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example
+      encoding; a cached `memory` is folded into its decoder cross-attention prefix).
     """
     example = self.per_example(encoding, task_index_B)
     rows = {x.shape[0] for x in jax.tree.leaves(example)}
     if rows - {encoder_input_tokens_BL.shape[0]}:
       raise ValueError(f"task encoding has {rows} rows for {encoder_input_tokens_BL.shape[0]} "
                        f"examples; pass '{features.TASK_INDEX}' to map examples to task rows")
+    if example.memory is not None:
+      example = example._replace(task_params=_with_memory(example.task_params, example.memory,
+                                                           example.mask))
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
@@ -250,6 +286,16 @@ class HintModel:
     return self.generate(params, encoding, batch[features.ENCODER_INPUT_TOKENS],
                          batch.get(features.TASK_INDEX), max_decode_len=max_decode_len,
                          **decode_options)
+
+
+def _with_memory(task_params: spec.TaskParams | None, memory: spec.PrefixKV,
+                 mask_BI: jax.Array) -> spec.TaskParams:
+  """Appends cached instruction keys/values to the decoder cross-attention prefix."""
+  if task_params is None:
+    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
+  cross = task_params.decoder_cross
+  cross = cross.replace(prefix=prefix_lib.append(cross.prefix, memory, mask_BI))
+  return task_params.replace(decoder_cross=cross)
 
 
 def unbox(params: types.PyTree) -> types.PyTree:

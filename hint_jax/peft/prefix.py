@@ -2,6 +2,7 @@
 import jax.numpy as jnp
 
 from hint_jax import types
+from hint_jax.layers import masks
 from hint_jax.peft import spec
 
 
@@ -18,14 +19,41 @@ def prepend_kv(key_BSHK: types.Array, value_BSHK: types.Array,
           jnp.concatenate([value_BPHK, value_BSHK], axis=1))
 
 
-def extend_bias(bias_XXTS: types.Array, prefix_length: int) -> types.Array:
-  """Additive attention bias [..., T, S] -> [..., T, P+S]; prefix columns get 0 (always visible,
-  no position bias)."""
-  pad = [(0, 0)] * (bias_XXTS.ndim - 1) + [(prefix_length, 0)]
-  return jnp.pad(bias_XXTS, pad)
+def extend_bias(bias_XXTS: types.Array, prefix: spec.PrefixKV | int) -> types.Array:
+  """Additive attention bias [..., T, S] -> [..., T, P+S] for ONE layer's prefix.
+
+  Prefix columns get 0 (always visible, no position bias), or the padding bias of
+  `prefix.mask` [B, P] when the prefix carries one. An int is a maskless prefix length.
+  """
+  mask_BP = None if isinstance(prefix, int) else prefix.mask
+  length = prefix if isinstance(prefix, int) else prefix.key.shape[1]
+  if mask_BP is None:
+    pad = [(0, 0)] * (bias_XXTS.ndim - 1) + [(length, 0)]
+    return jnp.pad(bias_XXTS, pad)
+  prefix_B11P = masks.padding_bias(mask_BP)
+  lead = jnp.broadcast_shapes(bias_XXTS.shape[:-1], prefix_B11P.shape[:-1])
+  return jnp.concatenate([jnp.broadcast_to(prefix_B11P, lead + (length,)),
+                          jnp.broadcast_to(bias_XXTS, lead + bias_XXTS.shape[-1:])], axis=-1)
 
 
 def extend_mask(mask_BS: types.Array, prefix_length: int) -> types.Array:
   """Key padding mask [B, S] (1 = valid) -> [B, P+S] with the prefix marked valid."""
   ones_BP = jnp.ones((mask_BS.shape[0], prefix_length), mask_BS.dtype)
   return jnp.concatenate([ones_BP, mask_BS], axis=1)
+
+
+def append(prefix: spec.PrefixKV | None, memory: spec.PrefixKV,
+           mask_BI: types.Array) -> spec.PrefixKV:
+  """All-layer prefix [B, N, P, H, K] followed by cached keys/values `memory` [B, N, I, H, K].
+
+  `mask_BI` marks `memory`'s real tokens; the result carries a [B, N, P + I] mask so that padded
+  memory positions stay invisible (the generated prefix, if any, is always visible).
+  """
+  mask_BNI = jnp.broadcast_to(mask_BI[:, None, :] > 0, memory.key.shape[:3])
+  if prefix is None:
+    return spec.PrefixKV(memory.key, memory.value, mask_BNI)
+  own_BNP = prefix.mask if prefix.mask is not None else jnp.ones(prefix.key.shape[:3], bool)
+  return spec.PrefixKV(
+      key=jnp.concatenate([prefix.key, memory.key.astype(prefix.key.dtype)], axis=2),
+      value=jnp.concatenate([prefix.value, memory.value.astype(prefix.value.dtype)], axis=2),
+      mask=jnp.concatenate([own_BNP, mask_BNI], axis=2))

@@ -84,9 +84,15 @@ class Bottleneck:
 
 @flax.struct.dataclass
 class PrefixKV:
-  """Post-projection prefix keys and values: [B, N, P, H, K] each."""
+  """Post-projection prefix keys and values: [B, N, P, H, K] each.
+
+  `mask` [B, N, P] (True = visible) is only set when cached keys/values of a padded sequence are
+  appended (`hint_jax.peft.prefix.append`, e.g. the fused instruction at serving time); the
+  hypernetwork's prefixes have no padding and leave it None.
+  """
   key: jax.Array
   value: jax.Array
+  mask: jax.Array | None = None
 
 
 @flax.struct.dataclass

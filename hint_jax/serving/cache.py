@@ -22,16 +22,26 @@ class Adaptation:
 
   Attributes:
     task_params: TaskParams with a leading task axis of size 1 ([1, N, ...]).
-    hidden: fused instruction encoding H_I [1, I, D], or None without fusion.
+    hidden: fused instruction encoding H_I [1, I, D], or None (no fusion, or `memory` instead).
     mask: its padding mask [1, I], or None.
+    memory: H_I projected to the decoder's cross-attention keys/values [1, N, I, H, K] each
+      (`HintModel.cache_memory`), or None.
   """
   task_params: spec.TaskParams
   hidden: Any | None = None
   mask: Any | None = None
+  memory: spec.PrefixKV | None = None
+
+  def extra_arrays(self) -> dict[str, Any]:
+    """The arrays besides TaskParams, by name (as the disk tier stores them)."""
+    named = {"hidden": self.hidden, "mask": self.mask}
+    if self.memory is not None:
+      named.update(memory_key=self.memory.key, memory_value=self.memory.value)
+    return {n: v for n, v in named.items() if v is not None}
 
   @property
   def num_bytes(self) -> int:
-    extra = sum(x.size * x.dtype.itemsize for x in (self.hidden, self.mask) if x is not None)
+    extra = sum(x.size * x.dtype.itemsize for x in self.extra_arrays().values())
     return spec.num_bytes(self.task_params) + extra
 
 
@@ -130,13 +140,17 @@ class TaskParamsCache:
   def _write_disk(self, key: str, entry: Adaptation) -> None:
     if self.disk_dir is None or os.path.exists(self._path(key)):
       return
-    extra = {n: v for n, v in (("hidden", entry.hidden), ("mask", entry.mask)) if v is not None}
-    task_params_io.save(self._path(key), entry.task_params, extra=extra)
+    task_params_io.save(self._path(key), entry.task_params, extra=entry.extra_arrays())
 
   def _read_disk(self, key: str) -> Adaptation | None:
     if self.disk_dir is None or not os.path.exists(self._path(key)):
       return None
     params, extra = task_params_io.load(self._path(key))
     to_device = lambda x: None if x is None else jnp.asarray(x)
+    memory = None
+    if "memory_key" in extra:
+      memory = spec.PrefixKV(key=to_device(extra["memory_key"]),
+                             value=to_device(extra["memory_value"]))
     return Adaptation(task_params=jax.tree.map(jnp.asarray, params),
-                      hidden=to_device(extra.get("hidden")), mask=to_device(extra.get("mask")))
+                      hidden=to_device(extra.get("hidden")), mask=to_device(extra.get("mask")),
+                      memory=memory)

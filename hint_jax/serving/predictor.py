@@ -57,12 +57,15 @@ def _check_texts(name: str, values: Any) -> list[str]:
   return list(values)
 
 
-def _pad_rows(x: jax.Array, rows: int, length: int | None = None) -> jax.Array:
-  """Zero-pads axis 0 to `rows` (and axis 1 to `length`)."""
-  pad = [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
-  if length is not None:
-    pad[1] = (0, length - x.shape[1])
+def _pad_axis(x: jax.Array, axis: int, length: int) -> jax.Array:
+  """Zero-pads `axis` of `x` to `length`."""
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (0, length - x.shape[axis])
   return jnp.pad(x, pad)
+
+
+def _pad_rows(x: jax.Array, rows: int) -> jax.Array:
+  return _pad_axis(x, 0, rows)
 
 
 def _check_shapes(model: hint.HintModel, params: types.PyTree, where: str) -> None:
@@ -99,8 +102,11 @@ def _compiled(model: hint.HintModel):
       log_probs_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
       token_BT = jnp.take_along_axis(log_probs_BTV, targets_BT[..., None], axis=-1)[..., 0]
       return jnp.sum(token_BT * (targets_BT > 0), axis=-1)
-    _COMPILED[key] = (jax.jit(model.encode_task), jax.jit(generate, static_argnames=("opts",)),
-                      jax.jit(score))
+    def encode(params, instruction_tokens_TI, cache_memory):
+      encoding = model.encode_task(params, instruction_tokens_TI)
+      return model.cache_memory(params, encoding) if cache_memory else encoding
+    _COMPILED[key] = (jax.jit(encode, static_argnames=("cache_memory",)),
+                      jax.jit(generate, static_argnames=("opts",)), jax.jit(score))
   return _COMPILED[key]
 
 
@@ -110,14 +116,15 @@ class Predictor:
   Each distinct instruction is encoded (instruction encoder + hypernetwork) once and cached by a
   content hash of (instruction, checkpoint); every batch is then decoded in one compiled step
   whose task table holds the batch's distinct instructions and whose index picks one row per
-  example. A model without instruction inputs (the concatenation baseline) gets
-  `concat_template` as its encoder input instead.
+  example. With fusion, the cached entry holds the instruction's decoder cross-attention keys and
+  values (`cache_memory`), so no example re-projects the instruction. A model without
+  instruction inputs (the concatenation baseline) gets `concat_template` as its encoder input.
   """
 
   def __init__(self, model: hint.HintModel, params: types.PyTree, vocab, *,
                checkpoint_id: str | None = None, cache_bytes: int = 1 << 30,
                cache_dir: str | None = None, buckets: Buckets = Buckets(),
-               concat_template: str = "{instruction}\n\n{input}"):
+               concat_template: str = "{instruction}\n\n{input}", cache_memory: bool = True):
     """Args:
       model: a `HintModel` (HINT, an ablation or the concatenation baseline).
       params: its unboxed params.
@@ -127,9 +134,12 @@ class Predictor:
       cache_dir: optional directory for the on-disk cache tier.
       buckets: static batch and length buckets.
       concat_template: input text for models that take no instruction input.
+      cache_memory: with fusion, cache the instruction's per-layer cross-attention keys/values
+        [N, I, H, K] x 2 instead of H_I [I, D] (2N·H·K/D times the bytes; no per-example
+        re-projection). False keeps the smaller entries and re-projects H_I in every batch.
     """
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
-    self.concat_template = concat_template
+    self.concat_template, self.cache_memory = concat_template, cache_memory
     self.checkpoint_id = checkpoint_id or params_fingerprint(params, model.config)
     self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir)
     max_i = model.config.max_instruction_length
@@ -167,8 +177,9 @@ class Predictor:
     max_len = self._instruction_buckets[-1]
     tokens = self._tokenize("instructions", [instruction], max_len)
     tokens_1I = batching.pad_to_bucket(tokens, self._instruction_buckets)
-    encoding = self._encode_task(self.params, jnp.asarray(tokens_1I))
-    return cache_lib.Adaptation(encoding.task_params, encoding.encoded, encoding.mask)
+    encoding = self._encode_task(self.params, jnp.asarray(tokens_1I), self.cache_memory)
+    return cache_lib.Adaptation(encoding.task_params, encoding.encoded, encoding.mask,
+                                encoding.memory)
 
   def adaptation(self, instruction: str) -> cache_lib.Adaptation:
     """Cached (TaskParams, H_I, mask) of one instruction, generated on a miss."""
@@ -192,12 +203,16 @@ class Predictor:
     if entries[0].task_params is not None:
       params = jax.tree.map(lambda *xs: _pad_rows(jnp.concatenate(xs, 0), rows),
                             *[e.task_params for e in entries])
-    if entries[0].hidden is None:
+    if entries[0].mask is None:
       return hint.TaskEncoding(params, None, None)
-    length = max(e.hidden.shape[1] for e in entries)
-    hidden = jnp.concatenate([_pad_rows(e.hidden, 1, length) for e in entries], 0)
-    mask = jnp.concatenate([_pad_rows(e.mask, 1, length) for e in entries], 0)
-    return hint.TaskEncoding(params, _pad_rows(hidden, rows), _pad_rows(mask, rows))
+    length = max(e.mask.shape[1] for e in entries)
+    stack = lambda xs, axis: _pad_rows(jnp.concatenate([_pad_axis(x, axis, length) for x in xs]),
+                                       rows)
+    mask = stack([e.mask for e in entries], 1)
+    if entries[0].memory is not None:  # [1, N, I, H, K]: pad I
+      memory = jax.tree.map(lambda *xs: stack(xs, 2), *[e.memory for e in entries])
+      return hint.TaskEncoding(params, None, mask, memory)
+    return hint.TaskEncoding(params, stack([e.hidden for e in entries], 1), mask)
 
   def _inputs(self, instructions: Sequence[str], inputs: Sequence[str], rows: int) -> jax.Array:
     texts = list(inputs)

@@ -33,7 +33,7 @@ def flatten(task_params: spec.TaskParams) -> tuple[dict[str, np.ndarray], dict[s
       for f in _BOTTLENECK:
         arrays[f"{site}.adapter.{f}"] = np.asarray(getattr(sp.adapter, f))
     if sp.prefix is not None:
-      for f in _PREFIX:
+      for f in _PREFIX + ("mask",) * (sp.prefix.mask is not None):
         arrays[f"{site}.prefix.{f}"] = np.asarray(getattr(sp.prefix, f))
   return arrays, {_SCALES_KEY: json.dumps(scales, sort_keys=True)}
 
@@ -51,7 +51,8 @@ def _site(arrays: Mapping[str, np.ndarray], scales: Mapping[str, float],
   if f"{site}.adapter.down" in arrays:
     adapter = spec.Bottleneck(**{f: arrays[f"{site}.adapter.{f}"] for f in _BOTTLENECK})
   if f"{site}.prefix.key" in arrays:
-    prefix = spec.PrefixKV(**{f: arrays[f"{site}.prefix.{f}"] for f in _PREFIX})
+    prefix = spec.PrefixKV(**{f: arrays[f"{site}.prefix.{f}"] for f in _PREFIX},
+                           mask=arrays.get(f"{site}.prefix.mask"))
   return spec.SiteParams(lora=lora or None, adapter=adapter, prefix=prefix)
 
 

@@ -38,11 +38,27 @@ def test_amortisation():
     spec.PeftConfig(adapter_size=None, prefix_length=None,
                     lora=spec.LoraConfig(rank=8, projections=("query", "key", "value", "out"))),
 ])
-def test_analytic_matches_xla_within_10_percent(peft):
-  xla = xla_flops.hint_flops(CFG, peft, HYPER, LENGTHS)
-  ana = flops.hint_flops(CFG, peft, HYPER, LENGTHS)
+@pytest.mark.parametrize("cache_memory", [True, False])
+def test_analytic_matches_xla_within_10_percent(peft, cache_memory):
+  xla = xla_flops.hint_flops(CFG, peft, HYPER, LENGTHS, cache_memory=cache_memory)
+  ana = flops.hint_flops(CFG, peft, HYPER, LENGTHS, cache_memory=cache_memory)
   assert xla.per_task == pytest.approx(ana.per_task, rel=0.1)
   assert xla.per_example_fixed == pytest.approx(ana.per_example_fixed, rel=0.1)
+
+
+def test_cached_memory_moves_the_instruction_projection_to_the_task():
+  peft = spec.PeftConfig(adapter_size=8, prefix_length=4,
+                         lora=spec.LoraConfig(rank=2, projections=("key", "value")))
+  cached = flops.hint_flops(CFG, peft, HYPER, LENGTHS, cache_memory=True)
+  fused = flops.hint_flops(CFG, peft, HYPER, LENGTHS, cache_memory=False)
+  moved = flops.memory_projection(CFG, peft, LENGTHS.instruction)
+  hk, r = CFG.num_heads * CFG.head_dim, 2
+  by_hand = CFG.num_decoder_layers * 2 * (2 * 48 * CFG.d_model * hk + 2 * 48 * r * (CFG.d_model + hk))
+  assert moved == by_hand
+  assert cached.per_task == fused.per_task + moved
+  assert cached.per_example_fixed == fused.per_example_fixed - moved
+  no_fusion = flops.hint_flops(CFG, peft, HYPER, LENGTHS, fusion=False)
+  assert no_fusion.per_task == fused.per_task
 
 
 def test_concat_analytic_matches_xla_within_10_percent():

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hint_jax.layers import masks
 from hint_jax.peft import adapter, lora, prefix, spec
 from hint_jax.t5 import T5, T5Config
 
@@ -58,6 +59,24 @@ def test_prefix_prepend_bias_and_mask():
   np.testing.assert_array_equal(extended[..., 2:], bias)
   mask = jnp.array([[1, 1, 0], [1, 0, 0]])
   np.testing.assert_array_equal(prefix.extend_mask(mask, 2), [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+
+
+def test_append_memory_keeps_padding_invisible():
+  """A generated prefix (always visible) followed by padded cached memory [B, N, I, H, K]."""
+  gen = spec.PrefixKV(key=_normal(B, 2, 3, 4, 5), value=_normal(B, 2, 3, 4, 5))
+  memory = spec.PrefixKV(key=_normal(B, 2, 2, 4, 5), value=_normal(B, 2, 2, 4, 5))
+  mask_BI = jnp.array([[1, 1], [1, 0]] + [[0, 1]] * (B - 2))
+  joined = prefix.append(gen, memory, mask_BI)
+  np.testing.assert_array_equal(joined.key, np.concatenate([gen.key, memory.key], 2))
+  assert joined.mask.shape == (B, 2, 5) and joined.mask[:, :, :3].all()
+  np.testing.assert_array_equal(joined.mask[:, 1, 3:], mask_BI > 0)
+  one_layer = spec.layer_slice(spec.SiteParams(prefix=joined), 1).prefix
+  bias = jnp.full((B, 1, 4, L), -5.0)
+  extended = prefix.extend_bias(bias, one_layer)
+  assert extended.shape == (B, 1, 4, 5 + L)
+  np.testing.assert_array_equal(extended[..., 5:], bias)
+  np.testing.assert_array_equal(extended[1, 0, 0, :5], [0, 0, 0, 0, masks.NEG_INF])
+  assert prefix.append(None, memory, mask_BI).key.shape == memory.key.shape
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,20 @@ def test_disk_tier_round_trips(tmp_path):
   np.testing.assert_array_equal(loaded.hidden, entry.hidden)
   np.testing.assert_array_equal(loaded.mask, entry.mask)
   assert loaded.task_params.encoder.lora["query"].scale == PEFT.lora.scale
+  assert loaded.memory is None
+
+
+def test_disk_tier_round_trips_cached_memory(tmp_path):
+  rng = np.random.default_rng(3)
+  kv = lambda: rng.normal(size=(1, 1, 3, 2, 3)).astype(np.float32)  # [1, N, I, H, K]
+  entry = cache_lib.Adaptation(_entry(3).task_params, mask=np.ones((1, 3), np.int32),
+                               memory=spec.PrefixKV(key=kv(), value=kv()))
+  assert entry.num_bytes == spec.num_bytes(entry.task_params) + 3 * 4 + 2 * 18 * 4
+  cache_lib.TaskParamsCache(max_bytes=1 << 20, disk_dir=str(tmp_path)).put("m", entry)
+  loaded = cache_lib.TaskParamsCache(max_bytes=1 << 20, disk_dir=str(tmp_path)).get("m")
+  assert loaded.hidden is None
+  np.testing.assert_array_equal(loaded.memory.key, entry.memory.key)
+  np.testing.assert_array_equal(loaded.memory.value, entry.memory.value)
 
 
 def test_negative_budget_rejected():

@@ -139,3 +139,20 @@ def test_score_matches_model_score_fn(hint_model, predictor):
   reference = np.asarray(jax.jit(model.score_fn)(params, batch))
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
   assert len(set(np.round(ours, 3))) == 4
+
+
+def test_cached_memory_equals_reprojecting_the_instruction(hint_model, predictor):
+  """Default entries hold H_I's cross-attention keys/values; the results equal entries of H_I."""
+  model, params, vocab = hint_model
+  plain = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, cache_memory=False)
+  instructions = [SHORT, LONG, "", LONG]
+  assert predictor.generate(instructions, INPUTS) == plain.generate(instructions, INPUTS)
+  np.testing.assert_allclose(predictor.score(instructions, INPUTS, INPUTS),
+                             plain.score(instructions, INPUTS, INPUTS), rtol=1e-5, atol=1e-5)
+  cached, uncached = predictor.adaptation(LONG), plain.adaptation(LONG)
+  assert cached.hidden is None and cached.memory is not None
+  assert uncached.hidden is not None and uncached.memory is None
+  t5 = model.config.t5
+  assert cached.memory.key.shape == (1, t5.num_decoder_layers, cached.mask.shape[1],
+                                     t5.num_heads, t5.head_dim)
+  assert cached.num_bytes > uncached.num_bytes
