@@ -82,7 +82,9 @@ def measure(cfg: model_config.HintConfig, instruction: int, inputs: int, targets
   concat = concat_cost(cfg, instruction + inputs, targets, batch)
   lengths = analytic.Lengths(instruction=instruction, inputs=inputs, targets=targets,
                              concat_inputs=instruction + inputs)
-  ana_hint = analytic.hint_flops(cfg.t5, cfg.peft, cfg.hypernet, lengths, cfg.fusion)
+  # encode_task then apply, as in training: the fused H_I is projected per example.
+  ana_hint = analytic.hint_flops(cfg.t5, cfg.peft, cfg.hypernet, lengths, cfg.fusion,
+                                 cache_memory=False)
   ana_concat = analytic.concat_flops(cfg.t5, lengths).per_example(1)
   row = {"instruction": instruction, "inputs": inputs, "targets": targets,
          "xla": {"hint_per_task": costs["per_task"],

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import axes, types
-from hint_jax.layers import dense
+from hint_jax.layers import dense, masks
 from hint_jax.peft import lora, prefix, spec
 
 
@@ -93,11 +93,21 @@ class Attention(nn.Module):
     # Heads-major layouts make both products plain batched matmuls (much faster on XLA CPU).
     q_BHTK, k_BHSK, v_BHSK = (x.transpose(0, 2, 1, 3) for x in (q_BTHK, k_BSHK, v_BSHK))
     logits_BHTS = jnp.einsum("bhtk,bhsk->bhts", q_BHTK, k_BHSK,
-                             preferred_element_type=jnp.float32)
-    weights_BHTS = jax.nn.softmax(logits_BHTS + bias_BHTS, axis=-1)
+                             preferred_element_type=jnp.float32) + bias_BHTS
+    shared = None if site is None else site.shared
+    if shared is not None:  # task-level keys first: [B, H, T, I + S]
+      logits_BHTS = jnp.concatenate([_shared_logits(q_BHTK, shared), logits_BHTS], axis=-1)
+    weights_BHTS = jax.nn.softmax(logits_BHTS, axis=-1)
     if enable_dropout and self.dropout_rate > 0:
       weights_BHTS = nn.Dropout(self.dropout_rate)(weights_BHTS, deterministic=False)
-    out_BHTK = jnp.einsum("bhts,bhsk->bhtk", weights_BHTS.astype(self.dtype), v_BHSK)
+    weights_BHTS = weights_BHTS.astype(self.dtype)
+    out_BHTK = None
+    if shared is not None:
+      i = shared.key.shape[1]
+      out_BHTK = _shared_values(weights_BHTS[..., :i], shared)
+      weights_BHTS = weights_BHTS[..., i:]
+    own_BHTK = jnp.einsum("bhts,bhsk->bhtk", weights_BHTS, v_BHSK)
+    out_BHTK = own_BHTK if out_BHTK is None else out_BHTK + own_BHTK
     out_BTHK = out_BHTK.transpose(0, 2, 1, 3)
     out_BTD = dense.DenseGeneral((inputs_q_BTD.shape[-1],), (axes.HEADS, axes.KV, axes.EMBED),
                                  num_in_axes=2, dtype=self.dtype, name="out")(out_BTHK)
@@ -105,3 +115,25 @@ class Attention(nn.Module):
       b, t = out_BTHK.shape[:2]
       out_BTD = out_BTD + lora.lora_delta(out_BTHK.reshape(b, t, -1), site.lora["out"])
     return out_BTD
+
+
+def _shared_logits(q_BHTK: types.Array, shared: spec.SharedKV) -> types.Array:
+  """Logits (+ padding bias) [B, H, T, I] of each example against its task's shared keys.
+
+  Every example is scored against all U task rows ([B, H, T, U, I]: U times the FLOPs of a
+  gather) and its own row is selected: the shared keys are read once, not once per example.
+  """
+  logits_BHTUI = jnp.einsum("bhtk,uihk->bhtui", q_BHTK, shared.key.astype(q_BHTK.dtype),
+                            preferred_element_type=jnp.float32)
+  index_B = shared.index
+  own_BHTI = jnp.take_along_axis(logits_BHTUI, index_B[:, None, None, None, None], axis=3)
+  mask_BI = jnp.take(shared.mask, index_B, axis=0)
+  return own_BHTI[:, :, :, 0] + masks.padding_bias(mask_BI)
+
+
+def _shared_values(weights_BHTI: types.Array, shared: spec.SharedKV) -> types.Array:
+  """Weighted shared values [B, H, T, K]: weights spread over the task rows by a one-hot."""
+  onehot_BU = jax.nn.one_hot(shared.index, shared.key.shape[0], dtype=weights_BHTI.dtype)
+  # Spread first, then contract with the values, so no [B, I, H, K] copy is ever formed.
+  spread_BHTUI = weights_BHTI[:, :, :, None, :] * onehot_BU[:, None, None, :, None]
+  return jnp.einsum("bhtui,uihk->bhtk", spread_BHTUI, shared.value.astype(weights_BHTI.dtype))

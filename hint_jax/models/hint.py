@@ -205,14 +205,21 @@ class HintModel:
 
   def encode_inputs(self, params: types.PyTree, encoding: TaskEncoding,
                     encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None,
-                    rng_dropout: types.PRNGKey | None = None
+                    rng_dropout: types.PRNGKey | None = None, share_memory: bool = False
                     ) -> tuple[jax.Array, jax.Array, TaskEncoding]:
     """Adapted encoder output, fused with H_I when configured.
+
+    With `share_memory` and a cached `memory` table, the decoder cross-attends to the task rows
+    through the index (`spec.SharedKV`) instead of a per-example copy of them.
 
     Returns:
       (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example
       encoding; a cached `memory` is folded into its decoder cross-attention prefix).
     """
+    shared = None
+    if share_memory and encoding.memory is not None and task_index_B is not None:
+      shared = _shared_memory(encoding, task_index_B)  # task rows stay task rows
+      encoding = encoding._replace(mask=None, memory=None)
     example = self.per_example(encoding, task_index_B)
     rows = {x.shape[0] for x in jax.tree.leaves(example)}
     if rows - {encoder_input_tokens_BL.shape[0]}:
@@ -221,6 +228,8 @@ class HintModel:
     if example.memory is not None:
       example = example._replace(task_params=_with_memory(example.task_params, example.memory,
                                                            example.mask))
+    if shared is not None:
+      example = example._replace(task_params=_with_shared(example.task_params, shared))
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
@@ -274,8 +283,11 @@ class HintModel:
                encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None, *,
                max_decode_len: int, **decode_options: Any) -> jax.Array:
     """Decodes [B, T] tokens with a (cached) TaskEncoding; prefixes live in the decoding cache."""
+    # Few tasks for many rows (a served batch): read each task's cached memory once per step.
+    share = (encoding.memory is not None and task_index_B is not None
+             and 4 * encoding.memory.key.shape[0] <= encoder_input_tokens_BL.shape[0])
     encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
-                                                       task_index_B)
+                                                       task_index_B, share_memory=share)
     return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, example.task_params,
                            max_decode_len=max_decode_len, **decode_options)
 
@@ -296,6 +308,22 @@ def _with_memory(task_params: spec.TaskParams | None, memory: spec.PrefixKV,
   cross = task_params.decoder_cross
   cross = cross.replace(prefix=prefix_lib.append(cross.prefix, memory, mask_BI))
   return task_params.replace(decoder_cross=cross)
+
+
+def _shared_memory(encoding: TaskEncoding, task_index_B: jax.Array) -> spec.SharedKV:
+  """The [U, ...] cached memory table and each example's row, as `spec.SharedKV`."""
+  layers = encoding.memory.key.shape[1]
+  mask_UNI = jnp.broadcast_to(encoding.mask[:, None, :] > 0, encoding.memory.key.shape[:3])
+  index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
+  return spec.SharedKV(encoding.memory.key, encoding.memory.value, mask_UNI,
+                       index_BN.astype(jnp.int32))
+
+
+def _with_shared(task_params: spec.TaskParams | None, shared: spec.SharedKV) -> spec.TaskParams:
+  """Puts task-level cross-attention memory on the decoder cross-attention site."""
+  if task_params is None:
+    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
+  return task_params.replace(decoder_cross=task_params.decoder_cross.replace(shared=shared))
 
 
 def unbox(params: types.PyTree) -> types.PyTree:

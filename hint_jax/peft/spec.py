@@ -96,10 +96,26 @@ class PrefixKV:
 
 
 @flax.struct.dataclass
+class SharedKV:
+  """Cross-attention keys/values shared by all examples of a task (a cached fused instruction),
+  attended through a task index instead of being copied to every example.
+
+  key, value: [U, N, I, H, K] (U tasks); mask: [U, N, I] (True = token); index: [B, N] int32,
+  the task row of each example (repeated over the layer axis N so that `layer_slice` applies).
+  Built at decoding time only (`HintModel.generate`); never stored or exported.
+  """
+  key: jax.Array
+  value: jax.Array
+  mask: jax.Array
+  index: jax.Array
+
+
+@flax.struct.dataclass
 class SiteParams:
   lora: dict | None = None  # projection name -> LowRank; None when LoRA is off
   adapter: Bottleneck | None = None
   prefix: PrefixKV | None = None
+  shared: SharedKV | None = None  # decoder cross-attention only
 
 
 @flax.struct.dataclass
@@ -177,6 +193,17 @@ def task_param_axes(peft: PeftConfig, dims: BackboneDims) -> TaskParams:
 def layer_slice(site: SiteParams, layer: int) -> SiteParams:
   """Site parameters of one layer: drops the N axis ([B, N, ...] -> [B, ...])."""
   return jax.tree.map(lambda x: x[:, layer], site)
+
+
+def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:
+  """Every example's rows repeated `n` times (beam search); shared task rows stay as they are,
+  only their example index is repeated."""
+  def site(s: SiteParams) -> SiteParams:
+    repeated = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), s.replace(shared=None))
+    if s.shared is None:
+      return repeated
+    return repeated.replace(shared=s.shared.replace(index=jnp.repeat(s.shared.index, n, axis=0)))
+  return TaskParams(*(site(getattr(task_params, name)) for name in SITES))
 
 
 def take(task_params: TaskParams, index: jax.Array) -> TaskParams:

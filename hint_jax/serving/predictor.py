@@ -238,7 +238,10 @@ class Predictor:
     if self.uses_instruction:
       distinct = list(dict.fromkeys(instructions))
       index_B[:len(inputs)] = [distinct.index(i) for i in instructions]
-      encoding = self._table([self.adaptation(i) for i in distinct], rows)
+      # Task rows padded to a power of two (few compiled shapes), not to the batch: a batch of
+      # few tasks then reads each task's cached memory once per decoding step.
+      task_rows = min(rows, 1 << (len(distinct) - 1).bit_length())
+      encoding = self._table([self.adaptation(i) for i in distinct], task_rows)
     return encoding, tokens_BL, jnp.asarray(index_B)
 
   def _batch(self, instructions, inputs, opts: tuple, rng) -> list[str]:

@@ -90,7 +90,7 @@ def _decode_impl(model, params, encoded_BSD, encoder_mask_BS, task_params, rng, 
   beams = opts["num_beams"] if opts["method"] == "beam" else 1
   if beams > 1:
     encoded_BSD, encoder_mask_BS = _repeat(encoded_BSD, beams), _repeat(encoder_mask_BS, beams)
-    task_params = None if task_params is None else _repeat(task_params, beams)
+    task_params = None if task_params is None else spec.repeat_examples(task_params, beams)
   cache = init_cache(model, params, encoded_BSD, encoder_mask_BS, task_params, max_len)
   step = make_step_fn(model, params, encoded_BSD, encoder_mask_BS, task_params)
   if opts["method"] == "beam":

@@ -72,3 +72,39 @@ def test_without_fusion_nothing_is_cached():
   encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
   assert model.cache_memory(params, encoding) is encoding
   assert isinstance(encoding.task_params, spec.TaskParams)
+
+
+def test_shared_memory_rows_give_the_same_model(setup):
+  """Many examples of few tasks: the decoder reads the [U, ...] task rows through the index
+  (`spec.SharedKV`) instead of per-example copies, with the same logits and generations."""
+  config, model, params, _, _, _ = setup
+  b = hint_tiny.batch(seed=3, num_examples=8, num_tasks=2)
+  encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
+  cached = model.cache_memory(params, encoding)
+  x, dec, index = b[F.ENCODER_INPUT_TOKENS], b[F.DECODER_INPUT_TOKENS], b[F.TASK_INDEX]
+
+  def logits(enc, share):
+    encoded, mask, example = model.encode_inputs(params, enc, x, index, share_memory=share)
+    return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec,
+                          example.task_params, method=model.t5.decode)
+
+  shared_site = model.encode_inputs(params, cached, x, index, share_memory=True)[2]
+  shared = shared_site.task_params.decoder_cross.shared
+  assert shared.key.shape[0] == 2 and shared.index.shape == (8, config.t5.num_decoder_layers)
+  chex.assert_trees_all_close(logits(cached, True), logits(encoding, False), atol=1e-5, rtol=0)
+  for options in ({"method": "greedy"}, {"method": "beam", "num_beams": 3}):
+    generate = jax.jit(lambda p, e, o=options: model.generate(p, e, x, index, max_decode_len=5,
+                                                              **o))
+    np.testing.assert_array_equal(generate(params, cached), generate(params, encoding))
+
+
+def test_repeat_examples_keeps_shared_task_rows():
+  shared = spec.SharedKV(key=jnp.zeros((2, 1, 3, 1, 1)), value=jnp.zeros((2, 1, 3, 1, 1)),
+                         mask=jnp.ones((2, 1, 3), bool), index=jnp.array([[0], [1], [1]]))
+  site = spec.SiteParams(prefix=spec.PrefixKV(jnp.arange(3.0).reshape(3, 1, 1, 1, 1),
+                                              jnp.zeros((3, 1, 1, 1, 1))), shared=shared)
+  empty = spec.SiteParams()
+  repeated = spec.repeat_examples(spec.TaskParams(empty, empty, site), 2).decoder_cross
+  np.testing.assert_array_equal(repeated.prefix.key[:, 0, 0, 0, 0], [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(repeated.shared.index[:, 0], [0, 0, 1, 1, 1, 1])
+  assert repeated.shared.key.shape[0] == 2

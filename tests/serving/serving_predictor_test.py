@@ -156,3 +156,15 @@ def test_cached_memory_equals_reprojecting_the_instruction(hint_model, predictor
   assert cached.memory.key.shape == (1, t5.num_decoder_layers, cached.mask.shape[1],
                                      t5.num_heads, t5.head_dim)
   assert cached.num_bytes > uncached.num_bytes
+
+
+def test_one_task_batch_uses_shared_memory_rows(hint_model, predictor):
+  """A batch of one task has a 1-row table, so decoding takes the shared-memory path."""
+  model, params, vocab = hint_model
+  plain = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS, cache_memory=False)
+  encoding, _, index = predictor._features([LONG] * 4, INPUTS)
+  assert encoding.memory.key.shape[0] == 1 and int(index.max()) == 0
+  assert predictor.generate([LONG] * 4, INPUTS) == plain.generate([LONG] * 4, INPUTS)
+  beams = {"method": "beam", "num_beams": 2}
+  assert (predictor.generate([LONG] * 4, INPUTS, **beams)
+          == plain.generate([LONG] * 4, INPUTS, **beams))
