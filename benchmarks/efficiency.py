@@ -4,14 +4,18 @@ Usage: .venv/bin/python benchmarks/efficiency.py --out FILE.json [--png FILE.png
 
 Both models share one randomly initialised T5 backbone of the `--preset` size (default small)
 with the committed 8k vocabulary; HINT adds the published small modules (adapter 64, prefix 30,
-fusion). The same SNI test examples (first `--tasks` test tasks, `--per_task` instances each,
-shuffled so batches mix tasks) go through the serving `Predictor` of each model: HINT gets the
-instruction and input separately (each task's TaskParams generated once per pass, so the
-hypernetwork is amortised over `--per_task` examples), the baseline the Tk-Instruct string.
+fusion). The same SNI test examples (the first `--tasks` test tasks, `--per_task` instances
+each) go through the serving `Predictor` of each model: HINT gets the instruction and input
+separately (each task's TaskParams and cached instruction keys/values generated once per pass,
+so the hypernetwork is amortised over `--per_task` examples), the baseline the Tk-Instruct
+string. Each model batches the examples in its own offline order (`_offline_order`: the
+baseline by input length, HINT by task and then input length) with the same length buckets.
 Timings exclude compilation (a warm-up pass runs first) and are the best of `--repeats` passes
-in which the four runs are interleaved batch by batch. Keys: `hint_vs_concat_throughput_def2pos` = HINT examples/s / baseline
-examples/s (greedy generation); `hint_vs_concat_flops_def2pos` = HINT FLOPs/example / baseline
-FLOPs/example (analytic, hypernetwork amortised over 100 examples per task, as SNI test tasks).
+in which the four runs are interleaved batch by batch.
+
+Keys: `hint_vs_concat_throughput_def2pos` = HINT examples/s / baseline examples/s (greedy
+generation); `hint_vs_concat_flops_def2pos` = HINT FLOPs/example / baseline FLOPs/example
+(analytic, hypernetwork amortised over 100 examples per task, as SNI test tasks).
 """
 import argparse
 import dataclasses
@@ -43,6 +47,8 @@ from hint_jax.serving import predictor as predictor_lib
 from hint_jax.t5 import config as t5_config
 
 MAX_TARGET = 128
+# Encoder input buckets of both models (the same list; each batch pads to the smallest that fits).
+INPUT_BUCKETS = (64, 128, 192, 256, 384, 512)
 # Paper-reported SNI Def+2Pos ROUGE-L of the concatenation baseline (DESIGN §9).
 TK_INSTRUCT = {"xl": 54.3, "xxl": 60.1}
 
@@ -98,16 +104,17 @@ def measure_lengths(vocab, records: list[dict], max_input: int) -> flops.Lengths
 
 
 def flops_section(preset: str, peft: spec.PeftConfig, lengths: dict, per_task: int,
-                  use_xla: bool, vocab_size: int) -> dict:
+                  use_xla: bool, vocab_size: int, cache_memory: bool = True) -> dict:
   """FLOPs of the measured models (the preset with our vocabulary size)."""
   cfg = t5_config.T5Config.preset(preset, vocab_size=vocab_size)
   hyper = hypernet_config.HypernetConfig()
   out = {}
   for fmt, ln in lengths.items():
     entry = {"lengths": dataclasses.asdict(ln)}
-    rows = {"hint": flops.hint_flops(cfg, peft, hyper, ln), "concat": flops.concat_flops(cfg, ln)}
+    rows = {"hint": flops.hint_flops(cfg, peft, hyper, ln, cache_memory=cache_memory),
+            "concat": flops.concat_flops(cfg, ln)}
     if use_xla:
-      rows["hint_xla"] = xla_flops.hint_flops(cfg, peft, hyper, ln)
+      rows["hint_xla"] = xla_flops.hint_flops(cfg, peft, hyper, ln, cache_memory=cache_memory)
       rows["concat_xla"] = xla_flops.concat_flops(cfg, ln)
     for name, b in rows.items():
       entry[name] = {"per_task": b.per_task, "per_example_n100": b.per_example(100),
@@ -122,17 +129,23 @@ def _timed(fn) -> tuple[float, object]:
   return time.perf_counter() - start, result
 
 
-def _length_order(vocab, texts: list[str], enabled: bool) -> list[int]:
-  """Indices by encoder input length (offline batching: fewer padded tokens), or identity."""
+def _offline_order(vocab, instructions: list[str], texts: list[str], enabled: bool) -> list[int]:
+  """Offline batching order (fewer padded tokens), or identity.
+
+  Each model's own best order: by encoder input length, and for a model that takes
+  instructions (HINT), by task first (its instruction length, then text), so that a batch holds
+  one task's examples and its decoder memory is that instruction, not the batch's longest one.
+  """
   if not enabled:
     return list(range(len(texts)))
   lengths = [len(t) for t in vocab.encode_batch(texts)]
-  return sorted(range(len(texts)), key=lambda i: lengths[i])
+  instr_lengths = [len(t) for t in vocab.encode_batch(instructions)]
+  return sorted(range(len(texts)), key=lambda i: (instr_lengths[i], instructions[i], lengths[i]))
 
 
 def _batches(pred, ins, xs, tgt, mode, batch_size, decode, sort_by_length):
   """(order, [one closure per batch]) for one model and mode."""
-  order = _length_order(pred.vocab, xs, sort_by_length)
+  order = _offline_order(pred.vocab, ins, xs, sort_by_length)
   ins, xs, tgt = ([seq[i] for i in order] for seq in (ins, xs, tgt))
 
   def call(lo, hi):
@@ -148,23 +161,29 @@ def throughput(hint_pred, concat_pred, records, batch_size: int, repeats: int,
   """Best-of-`repeats` examples/s for generation and teacher-forced scoring.
 
   The four runs (HINT/concat x generate/score) are interleaved batch by batch, so load changes
-  on a shared machine hit them alike. Each pass starts with an empty TaskParams cache (HINT pays
-  for every task's hypernetwork once per pass). With `sort_by_length`, each model batches the
-  examples in order of its own encoder input length (standard offline inference).
+  on a shared machine hit them alike. Each pass starts with empty TaskParams caches (HINT pays
+  for every task's hypernetwork once per pass and mode). With `sort_by_length`, each model batches
+  the examples in its own offline order (`_offline_order`: HINT by task, then input length; the
+  baseline by input length).
   """
   instr = [r[features.INSTRUCTION] for r in records]
   inputs = [r[features.INPUTS] for r in records]
   targets = [r[features.TARGETS] for r in records]
   concat_inputs = [i + x for i, x in zip(instr, inputs)]
+  # One HINT predictor (so one TaskParams cache) per mode: each pays for every task once.
+  hint_preds = {"generate": hint_pred, "score": predictor_lib.Predictor(
+      hint_pred.model, hint_pred.params, hint_pred.vocab, buckets=hint_pred.buckets,
+      checkpoint_id=hint_pred.checkpoint_id, cache_memory=hint_pred.cache_memory)}
   runs = {}
   for mode in ("generate", "score"):
-    runs[("hint", mode)] = _batches(hint_pred, instr, inputs, targets, mode, batch_size, decode,
-                                    sort_by_length)
+    runs[("hint", mode)] = _batches(hint_preds[mode], instr, inputs, targets, mode, batch_size,
+                                    decode, sort_by_length)
     runs[("concat", mode)] = _batches(concat_pred, [""] * len(records), concat_inputs, targets,
                                       mode, batch_size, decode, sort_by_length)
   best, outputs = {}, {}
   for repeat in range(repeats + 1):  # pass 0 is the warm-up (compiles every bucket shape)
-    hint_pred.cache.clear_memory()
+    for pred in hint_preds.values():
+      pred.cache.clear_memory()
     seconds = dict.fromkeys(runs, 0.0)
     results = {key: [] for key in runs}
     for b in range(len(runs[("hint", "generate")][1])):
@@ -195,9 +214,9 @@ def _parse():
   p.add_argument("--out", required=True)
   p.add_argument("--png", default=None, help="plot path (default: --out with .png)")
   p.add_argument("--preset", default="small")
-  p.add_argument("--tasks", type=int, default=4)
-  p.add_argument("--per_task", type=int, default=8)
-  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--tasks", type=int, default=8)
+  p.add_argument("--per_task", type=int, default=16)
+  p.add_argument("--batch_size", type=int, default=16)
   p.add_argument("--max_decode_len", type=int, default=16)
   p.add_argument("--max_input", type=int, default=512,
                  help="token cap of every encoder/hypernetwork input (both models)")
@@ -205,6 +224,9 @@ def _parse():
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--sni_dir", default=None)
   p.add_argument("--no_xla", action="store_true", help="skip XLA cost analysis")
+  p.add_argument("--no_cache_memory", action="store_true",
+                 help="HINT's Predictor caches H_I instead of its cross-attention keys/values "
+                      "(re-projects the instruction for every example)")
   p.add_argument("--arrival_order", action="store_true",
                  help="batch in (shuffled) arrival order instead of sorting by input length")
   p.add_argument("--quick", action="store_true", help="2 tasks x 4 examples, 1 repeat")
@@ -235,18 +257,20 @@ def main() -> None:
   lengths = {"def": measure_lengths(vocab, all_def, args.max_input),
              "def2pos": measure_lengths(vocab, all_pos, args.max_input)}
   section = flops_section(args.preset, peft, lengths, args.per_task, not args.no_xla,
-                          vocab.vocab_size)
+                          vocab.vocab_size, not args.no_cache_memory)
   records = load_records(2, args.tasks, args.per_task, args.sni_dir)
   random.Random(args.seed).shuffle(records)
   hint_model, hint_params, concat_model, concat_params = build_models(
       args.preset, vocab.vocab_size, args.seed, peft, args.max_input)
-  # Few length buckets keep compilation (not the measured work) small on a CPU.
+  # Both models share the length buckets; every shape used compiles in the warm-up pass.
   buckets = predictor_lib.Buckets(batch_sizes=(args.batch_size,),
                                   input_lengths=tuple(sorted({min(b, args.max_input)
-                                                              for b in (128, 256, 512)})),
-                                  instruction_lengths=(min(256, args.max_input), args.max_input),
+                                                              for b in INPUT_BUCKETS})),
+                                  instruction_lengths=tuple(sorted({min(b, args.max_input)
+                                                                    for b in INPUT_BUCKETS})),
                                   max_decode_len=args.max_decode_len)
-  hint_pred = predictor_lib.Predictor(hint_model, hint_params, vocab, buckets=buckets)
+  hint_pred = predictor_lib.Predictor(hint_model, hint_params, vocab, buckets=buckets,
+                                      cache_memory=not args.no_cache_memory)
   concat_pred = predictor_lib.Predictor(concat_model, concat_params, vocab, buckets=buckets,
                                         concat_template="{instruction}{input}")
   measured = throughput(hint_pred, concat_pred, records, args.batch_size, args.repeats,

@@ -139,25 +139,27 @@ def _sample_items(rng: random.Random, kind: str) -> list:
   return rng.sample(pool, rng.randint(MIN_ITEMS, MAX_ITEMS))
 
 
-def _train_inputs(seed: int) -> set[tuple[str, str]]:
-  return {(ex["task"], ex[features.INPUTS]) for ex in generate("train", seed)}
+def _train_inputs(seed: int, count: int | None) -> set[tuple[str, str]]:
+  return {(ex["task"], ex[features.INPUTS]) for ex in generate("train", seed, count)}
 
 
-def generate(split: str, seed: int = 0,
-             examples_per_task: int | None = None) -> Iterator[dict[str, str]]:
+def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
+             train_examples_per_task: int | None = None) -> Iterator[dict[str, str]]:
   """Yields the examples of `split` in a fixed order (task by task).
 
   Args:
     split: one of `SPLITS`.
     seed: suite seed; the same seed always gives the same examples.
     examples_per_task: overrides `EXAMPLES_PER_TASK[split]`.
+    train_examples_per_task: the size of the train split in use (default
+      `EXAMPLES_PER_TASK["train"]`); `validation` avoids all of its inputs.
 
   Yields:
     dicts with `instruction`, `inputs`, `targets` strings and the `task` name.
   """
   _check_split(split)
   count = examples_per_task or EXAMPLES_PER_TASK[split]
-  avoid = _train_inputs(seed) if split == "validation" else set()
+  avoid = _train_inputs(seed, train_examples_per_task) if split == "validation" else set()
   for task in tasks_for_split(split):
     rng = random.Random(f"{seed}/{split}/{task.name}")
     texts = _paraphrases_for(task, split)

@@ -53,10 +53,13 @@ class DemoConfig:
   Attributes:
     d_model, num_heads, d_ff, num_layers: the T5 backbone (encoder and decoder depth);
       adapter_size, prefix_length: the modules HINT generates.
-    batch_size, learning_rate: both phases, both models (AdamW, warmup + cosine decay).
+    batch_size, learning_rate: fine-tuning batch (both models) and the learning rate of both
+      phases (AdamW, warmup + cosine decay); pretrain_batch_size: hyper-pretraining batch.
     pretrain_steps: hyper-pretraining steps of HINT on offline text; finetune_steps: fine-tuning
       steps of each model (the same budget for both).
     sni_fraction: share of fine-tuning examples drawn from SNI train tasks (rest: synthetic).
+    synthetic_per_task: training examples generated per seen synthetic task (fresh inputs
+      beat repeated epochs on this suite; validation inputs never occur among them).
     pretrain_texts, pretrain_chunk: texts sampled from the offline corpus; tokens per chunk.
     eval_per_task: synthetic eval examples per task and split; sni_tasks, sni_per_task: SNI
       test tasks (evenly spaced) and instances of each. seed: data, sampling and model seed.
@@ -67,11 +70,13 @@ class DemoConfig:
   num_layers: int = 2
   adapter_size: int = 32
   prefix_length: int = 8
-  batch_size: int = 32
+  batch_size: int = 128
+  pretrain_batch_size: int = 32
   learning_rate: float = 2e-3
   pretrain_steps: int = 150
-  finetune_steps: int = 2000
+  finetune_steps: int = 600
   sni_fraction: float = 0.05
+  synthetic_per_task: int = 3000
   pretrain_texts: int = 3000
   pretrain_chunk: int = 40
   eval_per_task: int = 10
@@ -83,7 +88,8 @@ class DemoConfig:
 PRESETS = {
     "demo": DemoConfig(),
     "tiny": DemoConfig(d_model=32, num_heads=2, d_ff=64, num_layers=1, adapter_size=8,
-                       prefix_length=2, batch_size=16, pretrain_steps=4, finetune_steps=12,
+                       prefix_length=2, batch_size=16, pretrain_batch_size=16, pretrain_steps=4,
+                       finetune_steps=12, synthetic_per_task=20,
                        pretrain_texts=200, eval_per_task=2, sni_tasks=3, sni_per_task=2),
 }
 
@@ -121,7 +127,7 @@ def pretrain_source(cfg: DemoConfig, vocab) -> pipeline.Source:
 
 def finetune_sources(cfg: DemoConfig, vocab) -> dict[str, pipeline.Source]:
   """Synthetic train split + SNI train tasks (Def; none if `sni_fraction` is 0), both formats."""
-  syn = list(synthetic.generate("train", cfg.seed))
+  syn = list(synthetic.generate("train", cfg.seed, cfg.synthetic_per_task))
   sni = list(sni_examples.records("train", sni_examples.SniConfig())) if cfg.sni_fraction else []
   quotas = (len(syn), round(len(syn) * cfg.sni_fraction / (1.0 - cfg.sni_fraction)))
   names = ("synthetic_train", "sni_def_train")[:1 + bool(sni)]
@@ -149,7 +155,7 @@ def model_configs(cfg: DemoConfig) -> dict[str, model_config.HintConfig]:
 
 
 def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.Source,
-          converter: str, steps: int, model_dir: str,
+          converter: str, steps: int, batch_size: int, model_dir: str,
           init_from: Mapping[str, np.ndarray] | None = None,
           init_patterns: tuple[str, ...] = (".*",)) -> tuple[dict, float]:
   """Trains from scratch (or from `init_from`) in a fresh `model_dir`.
@@ -169,7 +175,7 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
       init_patterns=init_patterns, signature=repr(model_cfg))
 
   def data(start_step: int) -> pipeline.TrainIterator:
-    return pipeline.TrainIterator(source, LENGTHS[converter], cfg.batch_size, seed=cfg.seed,
+    return pipeline.TrainIterator(source, LENGTHS[converter], batch_size, seed=cfg.seed,
                                   start_step=start_step, converter=converter)
 
   start = time.perf_counter()
@@ -191,7 +197,8 @@ def make_predictor(model_cfg: model_config.HintConfig, flat_params: Mapping[str,
 
 def eval_records(cfg: DemoConfig) -> dict[str, list[dict]]:
   """Seen-task validation, both held-out splits (4x examples per held-out task), SNI test subset."""
-  out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task * (1 + 3 * (s == HELDOUT[1]))))
+  out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task * (1 + 3 * (s == HELDOUT[1])),
+                                    cfg.synthetic_per_task))
          for s in ("validation",) + HELDOUT}
   sni = list(sni_examples.records("test", sni_examples.SniConfig()))
   tasks = list(dict.fromkeys(r["task"] for r in sni))
@@ -353,13 +360,15 @@ def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
         f"{dict(zip(sources['hint'].task_names, sources['hint'].quotas))}", flush=True)
   header(f"2/6 hyper-pretraining HINT ({cfg.pretrain_steps} steps)", start)
   pre, timings["pretrain"] = train(cfg, cfgs["hint"], pre_source, "hint", cfg.pretrain_steps,
+                                   cfg.pretrain_batch_size,
                                    os.path.join(out_dir, "models", "hint_pretrain"))
   flat = {}
   for i, model in enumerate(MODELS):
     header(f"{3 + i}/6 fine-tuning {model} ({cfg.finetune_steps} steps)", start)
     patterns = (".*",) if model == "hint" else ("backbone/.*",)  # same pretrained backbone
     flat[model], timings[model] = train(cfg, cfgs[model], sources[model], model,
-                                        cfg.finetune_steps, os.path.join(out_dir, "models", model),
+                                        cfg.finetune_steps, cfg.batch_size,
+                                        os.path.join(out_dir, "models", model),
                                         init_from=pre, init_patterns=patterns)
   header("5/6 zero-shot evaluation (true vs another task's instruction)", start)
   t0 = time.perf_counter()
