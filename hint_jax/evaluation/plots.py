@@ -23,22 +23,36 @@ class Point:
 
 def plot_score_vs_flops(points: Sequence[Point], path: str, title: str = "",
                         ylabel: str = "ROUGE-L") -> None:
-  """Log-x scatter of score against GFLOPs/example, one line per series, saved to `path`."""
+  """Log-x scatter of score against FLOPs/example, one line per series, saved to `path`.
+
+  The x unit is GFLOPs, or MFLOPs when every point is below 1 GFLOP; when the points span less
+  than a decade, the x ticks are the points' own values (log ticks would have no labels there).
+  """
   if not points:
     raise ValueError("plot_score_vs_flops: no points")
   import matplotlib  # pylint: disable=g-import-not-at-top  # headless backend before pyplot
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
+  unit, scale = ("GFLOPs", 1e9) if max(p.flops_per_example for p in points) >= 1e9 else (
+      "MFLOPs", 1e6)
   fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+  all_xs = []
   for series in dict.fromkeys(p.series for p in points):
     pts = sorted((p for p in points if p.series == series), key=lambda p: p.flops_per_example)
-    xs = [p.flops_per_example / 1e9 for p in pts]
+    xs = [p.flops_per_example / scale for p in pts]
+    all_xs += xs
     ax.plot(xs, [p.score for p in pts], marker="o", label=series)
     for p, x in zip(pts, xs):
       ax.annotate(p.label, (x, p.score), textcoords="offset points", xytext=(4, 4), fontsize=7)
   ax.set_xscale("log")
-  ax.set_xlabel("GFLOPs per example (forward, hypernetwork amortised)")
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(
+      lambda v, _: f"{v:.3g}" if v < 1000 else f"{v:,.0f}"))
+  if max(all_xs) < 10 * min(all_xs):
+    ax.set_xticks(sorted(set(all_xs)))
+  ax.set_xlabel(f"{unit} per example (forward, hypernetwork amortised)")
   ax.set_ylabel(ylabel)
   if title:
     ax.set_title(title, fontsize=9)

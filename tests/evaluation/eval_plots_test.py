@@ -16,3 +16,24 @@ def test_writes_png(tmp_path):
 def test_no_points_rejected(tmp_path):
   with pytest.raises(ValueError, match="no points"):
     plots.plot_score_vs_flops([], str(tmp_path / "p.png"))
+
+
+def test_narrow_sub_gflop_range_is_labelled_by_its_points(tmp_path, monkeypatch):
+  """Two toy models 15% apart: MFLOPs, and one readable tick per point (no log-tick clutter)."""
+  import matplotlib.figure  # pylint: disable=g-import-not-at-top
+  seen = {}
+  save = matplotlib.figure.Figure.savefig
+
+  def spy(fig, path, *args, **kwargs):
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    seen["labels"] = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    seen["xlabel"] = ax.get_xlabel()
+    return save(fig, path, *args, **kwargs)
+
+  monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+  plots.plot_score_vs_flops([plots.Point("hint", 6.39e6, 8.0, "hint"),
+                             plots.Point("concat", 7.44e6, 16.3, "concat")],
+                            str(tmp_path / "p.png"))
+  assert seen["labels"] == ["6.39", "7.44"]
+  assert seen["xlabel"].startswith("MFLOPs per example")
