@@ -93,6 +93,9 @@ def _infer_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--cache_dir", default=None, help="on-disk TaskParams cache directory")
   p.add_argument("--cache_mb", type=float, default=1024.0, help="in-memory cache budget (MiB)")
+  p.add_argument("--no_cache_memory", action="store_true",
+                 help="cache the encoded instruction instead of its decoder keys/values "
+                      "(smaller entries, more compute per example)")
   p.add_argument("--vocab", default=None, help="sentencepiece model (default: committed one)")
   p.add_argument("--no_progress", action="store_true")
   return p
@@ -118,6 +121,7 @@ def infer_main(argv: Sequence[str] | None = None) -> int:
     predictor = predictor_lib.Predictor.from_checkpoint(
         args.model_dir, step=args.step, vocab=vocab_lib.get_vocabulary(args.vocab),
         cache_dir=args.cache_dir, cache_bytes=int(args.cache_mb * 2**20),
+        cache_memory=not args.no_cache_memory,
         buckets=predictor_lib.Buckets(batch_sizes=tuple(sorted({1, 8, args.batch_size})),
                                       max_decode_len=args.max_decode_len))
     stats = run_infer(predictor, requests, args.output, args.batch_size,

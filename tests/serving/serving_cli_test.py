@@ -33,12 +33,14 @@ def _write(path, lines):
   return str(path)
 
 
-def test_infer_main_writes_predictions(model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--no_cache_memory"]])
+def test_infer_main_writes_predictions(model_dir, tmp_path, capsys, extra):
   path, model, params, vocab = model_dir
   src = _write(tmp_path / "in.jsonl", [json.dumps(r) + "\n" for r in REQUESTS])
   out = tmp_path / "out.jsonl"
   status = cli.infer_main(["--model_dir", str(path), "--input", src, "--output", str(out),
-                           "--batch_size", "2", "--max_decode_len", "5", "--no_progress"])
+                           "--batch_size", "2", "--max_decode_len", "5", "--no_progress",
+                           *extra])
   assert status == 0
   rows = [json.loads(line) for line in out.read_text().splitlines()]
   assert [r["input"] for r in rows] == [r["input"] for r in REQUESTS] and rows[0]["id"] == "r0"
