@@ -293,6 +293,9 @@ class Predictor:
             max_target_len: int = 64) -> np.ndarray:
     """Sum of target-token log-likelihoods per example (teacher forced; rank classification).
 
+    Targets are cut to `max_target_len` tokens; each batch pads them only to the next power of
+    two (at least 8) above its longest target, which the causal decoder makes exact.
+
     Raises:
       ValueError: mismatched lengths or a non-string entry (one line).
     """
@@ -306,7 +309,8 @@ class Predictor:
     for start, stop in batching.chunks(len(inputs), max(self.buckets.batch_sizes)):
       encoding, tokens_BL, index_B = self._features(instructions[start:stop], inputs[start:stop])
       tgt = batching.tokenize(self.vocab, targets[start:stop], max_target_len)
-      targets_BT = batching.pad(tgt, max_target_len, tokens_BL.shape[0])
+      length = min(max_target_len, max(8, 1 << (max(map(len, tgt)) - 1).bit_length()))
+      targets_BT = batching.pad(tgt, length, tokens_BL.shape[0])
       scores = self._score(self.params, encoding, tokens_BL, index_B, jnp.asarray(targets_BT))
       out.append(np.asarray(scores)[:stop - start])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)

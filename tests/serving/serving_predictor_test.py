@@ -168,3 +168,17 @@ def test_one_task_batch_uses_shared_memory_rows(hint_model, predictor):
   beams = {"method": "beam", "num_beams": 2}
   assert (predictor.generate([LONG] * 4, INPUTS, **beams)
           == plain.generate([LONG] * 4, INPUTS, **beams))
+
+
+def test_score_pads_targets_to_a_small_bucket_exactly(hint_model, predictor):
+  """Scores with a 128-token target cap (padded to 8 here) equal the model's own score of
+  targets padded to all 128 positions."""
+  model, params, vocab = hint_model
+  targets = ["yes", "no no", "maybe", "x"]
+  instructions = [SHORT, LONG, SHORT, ""]
+  ours = predictor.score(instructions, INPUTS, targets, max_target_len=128)
+  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16, targets=128))(
+      list(zip(instructions, INPUTS, targets)), 4)
+  assert batch["decoder_target_tokens"].shape[1] == 128
+  np.testing.assert_allclose(ours, np.asarray(jax.jit(model.score_fn)(params, batch)),
+                             rtol=1e-4, atol=1e-4)
