@@ -263,11 +263,9 @@ def main() -> None:
   hint_model, hint_params, concat_model, concat_params = build_models(
       args.preset, vocab.vocab_size, args.seed, peft, args.max_input)
   # Both models share the length buckets; every shape used compiles in the warm-up pass.
-  buckets = predictor_lib.Buckets(batch_sizes=(args.batch_size,),
-                                  input_lengths=tuple(sorted({min(b, args.max_input)
-                                                              for b in INPUT_BUCKETS})),
-                                  instruction_lengths=tuple(sorted({min(b, args.max_input)
-                                                                    for b in INPUT_BUCKETS})),
+  bucket_lengths = tuple(sorted({min(b, args.max_input) for b in INPUT_BUCKETS}))
+  buckets = predictor_lib.Buckets(batch_sizes=(args.batch_size,), input_lengths=bucket_lengths,
+                                  instruction_lengths=bucket_lengths,
                                   max_decode_len=args.max_decode_len)
   hint_pred = predictor_lib.Predictor(hint_model, hint_params, vocab, buckets=buckets,
                                       cache_memory=not args.no_cache_memory)

@@ -229,7 +229,7 @@ class HintModel:
       example = example._replace(task_params=_with_memory(example.task_params, example.memory,
                                                            example.mask))
     if shared is not None:
-      example = example._replace(task_params=_with_shared(example.task_params, shared))
+      example = example._replace(task_params=_with_cross(example.task_params, shared=shared))
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
@@ -284,7 +284,7 @@ class HintModel:
                max_decode_len: int, **decode_options: Any) -> jax.Array:
     """Decodes [B, T] tokens with a (cached) TaskEncoding; prefixes live in the decoding cache."""
     # Few tasks for many rows (a served batch): read each task's cached memory once per step.
-    share = (encoding.memory is not None and task_index_B is not None
+    share = (encoding.memory is not None
              and 4 * encoding.memory.key.shape[0] <= encoder_input_tokens_BL.shape[0])
     encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
                                                        task_index_B, share_memory=share)
@@ -300,14 +300,18 @@ class HintModel:
                          **decode_options)
 
 
+def _with_cross(task_params: spec.TaskParams | None, **changes) -> spec.TaskParams:
+  """`task_params` (empty if None) with fields of its decoder cross-attention site replaced."""
+  if task_params is None:
+    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
+  return task_params.replace(decoder_cross=task_params.decoder_cross.replace(**changes))
+
+
 def _with_memory(task_params: spec.TaskParams | None, memory: spec.PrefixKV,
                  mask_BI: jax.Array) -> spec.TaskParams:
   """Appends cached instruction keys/values to the decoder cross-attention prefix."""
-  if task_params is None:
-    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
-  cross = task_params.decoder_cross
-  cross = cross.replace(prefix=prefix_lib.append(cross.prefix, memory, mask_BI))
-  return task_params.replace(decoder_cross=cross)
+  own = None if task_params is None else task_params.decoder_cross.prefix
+  return _with_cross(task_params, prefix=prefix_lib.append(own, memory, mask_BI))
 
 
 def _shared_memory(encoding: TaskEncoding, task_index_B: jax.Array) -> spec.SharedKV:
@@ -317,13 +321,6 @@ def _shared_memory(encoding: TaskEncoding, task_index_B: jax.Array) -> spec.Shar
   index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
   return spec.SharedKV(encoding.memory.key, encoding.memory.value, mask_UNI,
                        index_BN.astype(jnp.int32))
-
-
-def _with_shared(task_params: spec.TaskParams | None, shared: spec.SharedKV) -> spec.TaskParams:
-  """Puts task-level cross-attention memory on the decoder cross-attention site."""
-  if task_params is None:
-    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
-  return task_params.replace(decoder_cross=task_params.decoder_cross.replace(shared=shared))
 
 
 def unbox(params: types.PyTree) -> types.PyTree:

@@ -19,18 +19,17 @@ def prepend_kv(key_BSHK: types.Array, value_BSHK: types.Array,
           jnp.concatenate([value_BPHK, value_BSHK], axis=1))
 
 
-def extend_bias(bias_XXTS: types.Array, prefix: spec.PrefixKV | int) -> types.Array:
+def extend_bias(bias_XXTS: types.Array, prefix: spec.PrefixKV) -> types.Array:
   """Additive attention bias [..., T, S] -> [..., T, P+S] for ONE layer's prefix.
 
   Prefix columns get 0 (always visible, no position bias), or the padding bias of
-  `prefix.mask` [B, P] when the prefix carries one. An int is a maskless prefix length.
+  `prefix.mask` [B, P] when the prefix carries one.
   """
-  mask_BP = None if isinstance(prefix, int) else prefix.mask
-  length = prefix if isinstance(prefix, int) else prefix.key.shape[1]
-  if mask_BP is None:
+  length = prefix.key.shape[1]
+  if prefix.mask is None:
     pad = [(0, 0)] * (bias_XXTS.ndim - 1) + [(length, 0)]
     return jnp.pad(bias_XXTS, pad)
-  prefix_B11P = masks.padding_bias(mask_BP)
+  prefix_B11P = masks.padding_bias(prefix.mask)
   lead = jnp.broadcast_shapes(bias_XXTS.shape[:-1], prefix_B11P.shape[:-1])
   return jnp.concatenate([jnp.broadcast_to(prefix_B11P, lead + (length,)),
                           jnp.broadcast_to(bias_XXTS, lead + bias_XXTS.shape[-1:])], axis=-1)

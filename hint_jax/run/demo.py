@@ -33,7 +33,6 @@ from hint_jax.run.demo_report import (
   COLUMNS,
   HELDOUT,
   MODELS,
-  SPLITS,  # noqa: F401  (re-exported)
   markdown_table,
   table_rows,
   write_report,

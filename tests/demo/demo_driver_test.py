@@ -7,7 +7,7 @@ import pytest
 from hint_jax.data import features as F
 from hint_jax.data import synthetic
 from hint_jax.data import vocab as vocab_lib
-from hint_jax.run import demo
+from hint_jax.run import demo, demo_report
 
 MICRO = dataclasses.replace(
     demo.PRESETS["tiny"], d_model=16, num_heads=2, d_ff=32, adapter_size=4, prefix_length=2,
@@ -86,7 +86,7 @@ def test_micro_demo_end_to_end(tmp_path, capsys):
   assert saved["models"]["hint"]["true"] == results["models"]["hint"]["true"]
   for model in demo.MODELS:
     r = saved["models"][model]
-    assert set(r["true"]) == set(demo.SPLITS) == set(r["other"])
+    assert set(r["true"]) == set(demo_report.SPLITS) == set(r["other"])
     assert all(0.0 <= v <= 100.0 for c in ("true", "other") for v in r[c].values())
     assert r["examples_per_s"] > 0 and min(r["flops"].values()) > 0
     assert r["instruction_gain"] == pytest.approx(

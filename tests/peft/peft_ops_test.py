@@ -53,7 +53,7 @@ def test_prefix_prepend_bias_and_mask():
   np.testing.assert_array_equal(k2, np.concatenate([p.key, k], 1))
   np.testing.assert_array_equal(v2, np.concatenate([p.value, v], 1))
   bias = jnp.full((B, 1, 4, L), -5.0)
-  extended = prefix.extend_bias(bias, 2)
+  extended = prefix.extend_bias(bias, p)
   assert extended.shape == (B, 1, 4, L + 2)
   np.testing.assert_array_equal(extended[..., :2], 0.0)
   np.testing.assert_array_equal(extended[..., 2:], bias)

@@ -129,13 +129,19 @@ def test_concat_baseline_uses_template(make_model):
     pred.adapt(SHORT)
 
 
-def test_score_matches_model_score_fn(hint_model, predictor):
+@pytest.mark.parametrize("max_target_len", [8, 128])
+def test_score_matches_model_score_fn(hint_model, predictor, max_target_len):
+  """Predictor scores equal the model's own score of targets padded to `max_target_len`
+  positions (the Predictor pads each batch only to a small bucket; the causal decoder makes
+  that exact)."""
   model, params, vocab = hint_model
   targets = ["yes", "no no", "maybe", "x"]
   instructions = [SHORT, LONG, SHORT, ""]
-  ours = predictor.score(instructions, INPUTS, targets, max_target_len=8)
-  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16, targets=8))(
+  ours = predictor.score(instructions, INPUTS, targets, max_target_len=max_target_len)
+  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16,
+                                                   targets=max_target_len))(
       list(zip(instructions, INPUTS, targets)), 4)
+  assert batch["decoder_target_tokens"].shape[1] == max_target_len
   reference = np.asarray(jax.jit(model.score_fn)(params, batch))
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
   assert len(set(np.round(ours, 3))) == 4
@@ -168,17 +174,3 @@ def test_one_task_batch_uses_shared_memory_rows(hint_model, predictor):
   beams = {"method": "beam", "num_beams": 2}
   assert (predictor.generate([LONG] * 4, INPUTS, **beams)
           == plain.generate([LONG] * 4, INPUTS, **beams))
-
-
-def test_score_pads_targets_to_a_small_bucket_exactly(hint_model, predictor):
-  """Scores with a 128-token target cap (padded to 8 here) equal the model's own score of
-  targets padded to all 128 positions."""
-  model, params, vocab = hint_model
-  targets = ["yes", "no no", "maybe", "x"]
-  instructions = [SHORT, LONG, SHORT, ""]
-  ours = predictor.score(instructions, INPUTS, targets, max_target_len=128)
-  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16, targets=128))(
-      list(zip(instructions, INPUTS, targets)), 4)
-  assert batch["decoder_target_tokens"].shape[1] == 128
-  np.testing.assert_allclose(ours, np.asarray(jax.jit(model.score_fn)(params, batch)),
-                             rtol=1e-4, atol=1e-4)
