@@ -6,7 +6,7 @@ from tasks import common, metrics
 
 def _concat_records(split: str):
   for ex in synthetic.generate(split):
-    yield {F.INSTRUCTION: "", F.INPUTS: f"{ex[F.INSTRUCTION]} Input: {ex[F.INPUTS]}",
+    yield {F.INSTRUCTION: "", F.INPUTS: f"{ex[F.INSTRUCTION]} {ex[F.INPUTS]}",
            F.TARGETS: ex[F.TARGETS], "task": ex["task"]}
 
 

@@ -3,6 +3,10 @@
 Every task applies one operation (reverse, sort, the n-th item, ...) to a short list of words or
 numbers. The instruction (one of several paraphrases) names the operation and the item kind, so a
 model that reads the instruction can solve the task; the inputs alone cannot tell which task it is.
+Inputs read `Input: <items>`, like the input part of the SNI format ("... Input: <x> Output:"):
+the concatenation format is `<instruction> <inputs>`, so the two formats differ only in where
+the instruction goes, and both give the encoder a fixed token before the first item (T5 has no
+absolute positions; without it, position-addressed operations are much harder to learn).
 
 Splits (all deterministic functions of the seed):
 * `train`: seen tasks with their seen paraphrases;
@@ -23,10 +27,11 @@ WORDS = ("apple", "ball", "banana", "bird", "book", "box", "bread", "car", "cat"
 NUMBERS = tuple(range(1, 21))
 KINDS = ("words", "numbers")
 MIN_ITEMS, MAX_ITEMS = 3, 5
+INPUT_PREFIX = "Input: "
 SPLITS = ("train", "validation", "heldout_paraphrase", "heldout_task")
 HELDOUT_TASKS = ("second_words", "sort_desc_words", "last_two_numbers", "drop_last_numbers")
 # Lengths (tokens, EOS included) that fit every example of every split with the default vocab.
-FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 8, features.TARGETS: 12}
+FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 10, features.TARGETS: 12}
 CONCAT_FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 32, features.TARGETS: 12}
 EXAMPLES_PER_TASK = {"train": 300, "validation": 20, "heldout_paraphrase": 20,
                      "heldout_task": 40}
@@ -166,7 +171,7 @@ def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
     made = 0
     while made < count:
       items = _sample_items(rng, task.kind)
-      inputs = " ".join(str(x) for x in items)
+      inputs = INPUT_PREFIX + " ".join(str(x) for x in items)
       if (task.name, inputs) in avoid:
         continue
       made += 1

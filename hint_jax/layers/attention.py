@@ -13,9 +13,10 @@ class Attention(nn.Module):
   """Unscaled dot-product attention (T5 folds 1/sqrt(K) into the query init).
 
   Params: `query`, `key`, `value` kernels [D, H, K] (embed, heads, kv) and `out` [H, K, D].
-  Cache (decode=True): self-attention keeps `cached_key`/`cached_value` [B, T, H, K] written at
-  the step position given by the caller; cross-attention keeps the projected (and prefixed)
-  encoder keys/values `cached_key`/`cached_value` [B, P+S, H, K], computed once.
+  Cache (decode=True), heads-major: self-attention keeps `cached_key`/`cached_value`
+  [B, H, P + T, K], its prefix written once and then one position per step at the position given
+  by the caller; cross-attention keeps the projected (and prefixed) encoder keys/values
+  [B, H, P + S, K], computed once.
 
   Attributes:
     num_heads: H.
@@ -40,31 +41,44 @@ class Attention(nn.Module):
     return y_BLHK
 
   def _keys_values(self, inputs_kv_BSD, site, decode, position, cache_length):
-    """Keys/values [B, P+S, H, K] including the prefix, using and updating the cache."""
+    """Keys/values [B, H, P+S, K] (heads-major) including the prefix, using and updating the
+    cache. Caches are kept heads-major, so decoding steps never re-lay them out."""
     pfx = None if site is None else site.prefix
-    if decode and self.is_cross:
-      initialized = self.has_variable("cache", "cached_key")
-      if initialized:
-        return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
+    if decode and self.is_cross and self.has_variable("cache", "cached_key"):
+      return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
     k_BSHK = self._project("key", inputs_kv_BSD, site)
     v_BSHK = self._project("value", inputs_kv_BSD, site)
     if decode and not self.is_cross:
-      initialized = self.has_variable("cache", "cached_key")
-      b, s, h, k = k_BSHK.shape
-      shape = (b, cache_length or s, h, k)
-      cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k_BSHK.dtype)
-      cached_v = self.variable("cache", "cached_value", jnp.zeros, shape, v_BSHK.dtype)
-      if initialized:  # one step: write this position, attend over the whole cache
-        start = (0, position, 0, 0)
-        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BSHK, start)
-        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BSHK, start)
-        k_BSHK, v_BSHK = cached_k.value, cached_v.value
+      return self._self_attention_cache(k_BSHK, v_BSHK, pfx, position, cache_length)
     if pfx is not None:
       k_BSHK, v_BSHK = prefix.prepend_kv(k_BSHK, v_BSHK, pfx)
-    if decode and self.is_cross:
-      self.variable("cache", "cached_key", lambda: k_BSHK)
-      self.variable("cache", "cached_value", lambda: v_BSHK)
-    return k_BSHK, v_BSHK
+    k_BHSK, v_BHSK = _heads_major(k_BSHK), _heads_major(v_BSHK)
+    if decode:  # cross-attention: projected (and prefixed) once, when the cache is created
+      self.variable("cache", "cached_key", lambda: k_BHSK)
+      self.variable("cache", "cached_value", lambda: v_BHSK)
+    return k_BHSK, v_BHSK
+
+  def _self_attention_cache(self, k_BTHK, v_BTHK, pfx, position, cache_length):
+    """Self-attention decoding cache [B, H, P + T_max, K]: the prefix, written once when the
+    cache is created, then one position per step (written at `position`)."""
+    initialized = self.has_variable("cache", "cached_key")
+    if pfx is not None and not initialized:
+      k_BTHK, v_BTHK = prefix.prepend_kv(k_BTHK, v_BTHK, pfx)
+    offset = 0 if pfx is None else pfx.key.shape[1]
+    k_BHTK, v_BHTK = _heads_major(k_BTHK), _heads_major(v_BTHK)
+
+    def created(x_BHTK):  # zeros, with the prefix (if any) in front
+      b, h, _, k = x_BHTK.shape
+      empty = jnp.zeros((b, h, offset + cache_length, k), x_BHTK.dtype)
+      return empty.at[:, :, :offset].set(x_BHTK[:, :, :offset])
+    cached_k = self.variable("cache", "cached_key", created, k_BHTK)
+    cached_v = self.variable("cache", "cached_value", created, v_BHTK)
+    if not initialized:  # the creating call only computes (discarded) first-token outputs
+      return k_BHTK, v_BHTK
+    start = (0, 0, offset + position, 0)
+    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BHTK, start)
+    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BHTK, start)
+    return cached_k.value, cached_v.value
 
   @nn.compact
   def __call__(self, inputs_q_BTD: types.Array, inputs_kv_BSD: types.Array,
@@ -86,12 +100,12 @@ class Attention(nn.Module):
       cache_length: self-attention cache size when creating it (default: the input length).
     """
     q_BTHK = self._project("query", inputs_q_BTD, site)
-    k_BSHK, v_BSHK = self._keys_values(inputs_kv_BSD, site, decode, position, cache_length)
+    k_BHSK, v_BHSK = self._keys_values(inputs_kv_BSD, site, decode, position, cache_length)
     if site is not None and site.prefix is not None:
       bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix)
     q_BTHK = dense.constrain(q_BTHK, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_HEADS, axes.ACT_KV))
     # Heads-major layouts make both products plain batched matmuls (much faster on XLA CPU).
-    q_BHTK, k_BHSK, v_BHSK = (x.transpose(0, 2, 1, 3) for x in (q_BTHK, k_BSHK, v_BSHK))
+    q_BHTK = _heads_major(q_BTHK)
     logits_BHTS = jnp.einsum("bhtk,bhsk->bhts", q_BHTK, k_BHSK,
                              preferred_element_type=jnp.float32) + bias_BHTS
     shared = None if site is None else site.shared
@@ -115,6 +129,10 @@ class Attention(nn.Module):
       b, t = out_BTHK.shape[:2]
       out_BTD = out_BTD + lora.lora_delta(out_BTHK.reshape(b, t, -1), site.lora["out"])
     return out_BTD
+
+
+def _heads_major(x_BSHK: types.Array) -> types.Array:
+  return x_BSHK.transpose(0, 2, 1, 3)
 
 
 def _shared_logits(q_BHTK: types.Array, shared: spec.SharedKV) -> types.Array:

@@ -185,8 +185,10 @@ class HintModel:
                                 encoding.mask.astype(jnp.int32), cross_lora, max_decode_len=1)
     layers = [cache["decoder"][f"layers_{i}"]["encoder_decoder_attention"]
               for i in range(self.config.t5.num_decoder_layers)]
-    memory = spec.PrefixKV(key=jnp.stack([c["cached_key"] for c in layers], axis=1),
-                           value=jnp.stack([c["cached_value"] for c in layers], axis=1))
+    # The cache is heads-major [T, H, I, K]; the memory keeps the prefix layout [T, N, I, H, K].
+    memory = spec.PrefixKV(
+        key=jnp.stack([c["cached_key"].transpose(0, 2, 1, 3) for c in layers], axis=1),
+        value=jnp.stack([c["cached_value"].transpose(0, 2, 1, 3) for c in layers], axis=1))
     return TaskEncoding(encoding.task_params, None, encoding.mask, memory)
 
   @staticmethod
@@ -205,21 +207,23 @@ class HintModel:
 
   def encode_inputs(self, params: types.PyTree, encoding: TaskEncoding,
                     encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None,
-                    rng_dropout: types.PRNGKey | None = None, share_memory: bool = False
+                    rng_dropout: types.PRNGKey | None = None, share_task_rows: bool = False
                     ) -> tuple[jax.Array, jax.Array, TaskEncoding]:
     """Adapted encoder output, fused with H_I when configured.
 
-    With `share_memory` and a cached `memory` table, the decoder cross-attends to the task rows
-    through the index (`spec.SharedKV`) instead of a per-example copy of them.
+    With `share_task_rows` (and `task_index_B`), the decoder's generated adapters and prefixes,
+    and the cached `memory`, stay [U, ...] task rows that the decoder reads through the index
+    (`spec.SharedKV`, `spec.Bottleneck.index`) instead of per-example copies of them.
 
     Returns:
       (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example
       encoding; a cached `memory` is folded into its decoder cross-attention prefix).
     """
-    shared = None
-    if share_memory and encoding.memory is not None and task_index_B is not None:
-      shared = _shared_memory(encoding, task_index_B)  # task rows stay task rows
-      encoding = encoding._replace(mask=None, memory=None)
+    decoder_sites = None
+    if share_task_rows and task_index_B is not None:
+      decoder_sites = self._task_row_sites(encoding, task_index_B)
+      if encoding.memory is not None:  # now inside the shared cross-attention rows
+        encoding = encoding._replace(mask=None, memory=None)
     example = self.per_example(encoding, task_index_B)
     rows = {x.shape[0] for x in jax.tree.leaves(example)}
     if rows - {encoder_input_tokens_BL.shape[0]}:
@@ -228,8 +232,10 @@ class HintModel:
     if example.memory is not None:
       example = example._replace(task_params=_with_memory(example.task_params, example.memory,
                                                            example.mask))
-    if shared is not None:
-      example = example._replace(task_params=_with_cross(example.task_params, shared=shared))
+    if decoder_sites is not None:
+      task_params = example.task_params or _empty_task_params()
+      example = example._replace(task_params=task_params.replace(
+          decoder_self=decoder_sites[0], decoder_cross=decoder_sites[1]))
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
@@ -238,6 +244,33 @@ class HintModel:
       encoded_BLD = jnp.concatenate([example.encoded.astype(encoded_BLD.dtype), encoded_BLD], 1)
       mask_BL = jnp.concatenate([example.mask.astype(jnp.int32), mask_BL], axis=1)
     return encoded_BLD, mask_BL, example
+
+  def _task_row_sites(self, encoding: TaskEncoding, task_index_B: jax.Array
+                      ) -> tuple[spec.SiteParams, spec.SiteParams]:
+    """Decoder self- and cross-attention sites whose adapters, prefixes and cached memory stay
+    task rows [U, ...] indexed by `task_index_B`; LoRA factors are gathered per example."""
+    task_params = encoding.task_params or _empty_task_params()
+    layers = self.config.t5.num_decoder_layers
+    index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
+    index_BN = index_BN.astype(jnp.int32)
+
+    def shared(rows: spec.PrefixKV | None) -> spec.SharedKV | None:
+      if rows is None:
+        return None
+      mask = rows.mask if rows.mask is not None else jnp.ones(rows.key.shape[:3], bool)
+      return spec.SharedKV(rows.key, rows.value, mask, index_BN)
+
+    def site(s: spec.SiteParams, rows: spec.PrefixKV | None) -> spec.SiteParams:
+      lora = None if s.lora is None else jax.tree.map(
+          lambda x: jnp.take(x, task_index_B, axis=0), s.lora)
+      adapter = None if s.adapter is None else s.adapter.replace(index=index_BN)
+      return spec.SiteParams(lora=lora, adapter=adapter, shared=shared(rows))
+
+    cross_rows = task_params.decoder_cross.prefix
+    if encoding.memory is not None:
+      cross_rows = prefix_lib.append(cross_rows, encoding.memory, encoding.mask)
+    return (site(task_params.decoder_self, task_params.decoder_self.prefix),
+            site(task_params.decoder_cross, cross_rows))
 
   def apply(self, params: types.PyTree, encoding: TaskEncoding,
             encoder_input_tokens_BL: jax.Array, decoder_input_tokens_BT: jax.Array,
@@ -283,11 +316,11 @@ class HintModel:
                encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None, *,
                max_decode_len: int, **decode_options: Any) -> jax.Array:
     """Decodes [B, T] tokens with a (cached) TaskEncoding; prefixes live in the decoding cache."""
-    # Few tasks for many rows (a served batch): read each task's cached memory once per step.
-    share = (encoding.memory is not None
-             and 4 * encoding.memory.key.shape[0] <= encoder_input_tokens_BL.shape[0])
+    # Few tasks for many rows (a served batch): each step reads every task's rows once.
+    rows = {x.shape[0] for x in jax.tree.leaves(encoding)}
+    share = bool(rows) and 4 * max(rows) <= encoder_input_tokens_BL.shape[0]
     encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
-                                                       task_index_B, share_memory=share)
+                                                       task_index_B, share_task_rows=share)
     return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, example.task_params,
                            max_decode_len=max_decode_len, **decode_options)
 
@@ -300,27 +333,17 @@ class HintModel:
                          **decode_options)
 
 
-def _with_cross(task_params: spec.TaskParams | None, **changes) -> spec.TaskParams:
-  """`task_params` (empty if None) with fields of its decoder cross-attention site replaced."""
-  if task_params is None:
-    task_params = spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
-  return task_params.replace(decoder_cross=task_params.decoder_cross.replace(**changes))
+def _empty_task_params() -> spec.TaskParams:
+  return spec.TaskParams(spec.SiteParams(), spec.SiteParams(), spec.SiteParams())
 
 
 def _with_memory(task_params: spec.TaskParams | None, memory: spec.PrefixKV,
                  mask_BI: jax.Array) -> spec.TaskParams:
   """Appends cached instruction keys/values to the decoder cross-attention prefix."""
-  own = None if task_params is None else task_params.decoder_cross.prefix
-  return _with_cross(task_params, prefix=prefix_lib.append(own, memory, mask_BI))
-
-
-def _shared_memory(encoding: TaskEncoding, task_index_B: jax.Array) -> spec.SharedKV:
-  """The [U, ...] cached memory table and each example's row, as `spec.SharedKV`."""
-  layers = encoding.memory.key.shape[1]
-  mask_UNI = jnp.broadcast_to(encoding.mask[:, None, :] > 0, encoding.memory.key.shape[:3])
-  index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
-  return spec.SharedKV(encoding.memory.key, encoding.memory.value, mask_UNI,
-                       index_BN.astype(jnp.int32))
+  task_params = task_params or _empty_task_params()
+  cross = task_params.decoder_cross
+  return task_params.replace(decoder_cross=cross.replace(
+      prefix=prefix_lib.append(cross.prefix, memory, mask_BI)))
 
 
 def unbox(params: types.PyTree) -> types.PyTree:

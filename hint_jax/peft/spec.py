@@ -75,11 +75,15 @@ class Bottleneck:
   """Parallel adapter: `gelu(u @ down + down_bias) @ up + up_bias`.
 
   down: [B, N, D, A], down_bias: [B, N, A], up: [B, N, A, D], up_bias: [B, N, D].
+
+  `index` [B, N] int32 is only set at decoding time (`HintModel.generate`), when the weights are
+  task rows [U, N, ...] shared by the examples of each task: `index` gives each example's row.
   """
   down: jax.Array
   down_bias: jax.Array
   up: jax.Array
   up_bias: jax.Array
+  index: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -97,8 +101,8 @@ class PrefixKV:
 
 @flax.struct.dataclass
 class SharedKV:
-  """Cross-attention keys/values shared by all examples of a task (a cached fused instruction),
-  attended through a task index instead of being copied to every example.
+  """Attention keys/values shared by all examples of a task (generated prefixes, a cached fused
+  instruction), attended through a task index instead of being copied to every example.
 
   key, value: [U, N, I, H, K] (U tasks); mask: [U, N, I] (True = token); index: [B, N] int32,
   the task row of each example (repeated over the layer axis N so that `layer_slice` applies).
@@ -115,7 +119,7 @@ class SiteParams:
   lora: dict | None = None  # projection name -> LowRank; None when LoRA is off
   adapter: Bottleneck | None = None
   prefix: PrefixKV | None = None
-  shared: SharedKV | None = None  # decoder cross-attention only
+  shared: SharedKV | None = None  # decoder sites at decoding time only
 
 
 @flax.struct.dataclass
@@ -195,14 +199,24 @@ def layer_slice(site: SiteParams, layer: int) -> SiteParams:
   return jax.tree.map(lambda x: x[:, layer], site)
 
 
+def _task_rows(s: SiteParams) -> dict:
+  """The fields of `s` that hold task rows read through an index (see `SharedKV`)."""
+  rows = {"shared": s.shared} if s.shared is not None else {}
+  if s.adapter is not None and s.adapter.index is not None:
+    rows["adapter"] = s.adapter
+  return rows
+
+
 def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:
   """Every example's rows repeated `n` times (beam search); shared task rows stay as they are,
   only their example index is repeated."""
+  def repeat(x):
+    return jnp.repeat(x, n, axis=0)
+
   def site(s: SiteParams) -> SiteParams:
-    repeated = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), s.replace(shared=None))
-    if s.shared is None:
-      return repeated
-    return repeated.replace(shared=s.shared.replace(index=jnp.repeat(s.shared.index, n, axis=0)))
+    rows = _task_rows(s)
+    repeated = jax.tree.map(repeat, s.replace(**dict.fromkeys(rows)))
+    return repeated.replace(**{k: v.replace(index=repeat(v.index)) for k, v in rows.items()})
   return TaskParams(*(site(getattr(task_params, name)) for name in SITES))
 
 

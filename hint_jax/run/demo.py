@@ -43,11 +43,11 @@ from hint_jax.training import checkpoint, loop, optim
 from hint_jax.training import config as train_config
 
 # Concatenation-baseline input text (as the registered `synthetic_concat` / `sni_*_concat` tasks).
-TEMPLATES = {"synthetic": "{instruction} Input: {input}", "sni": "{instruction}{input}"}
+TEMPLATES = {"synthetic": "{instruction} {input}", "sni": "{instruction}{input}"}
 # Token lengths (EOS included): synthetic examples fit; SNI and pretraining text are cut (counted).
 LENGTHS = {"hint": {F.INSTRUCTION: 32, F.INPUTS: 24, F.TARGETS: 12},
            "concat": {F.INSTRUCTION: 32, F.INPUTS: 56, F.TARGETS: 12}}
-BUCKETS = {"hint": predictor_lib.Buckets((32,), (8, 24), (16, 32), max_decode_len=12),
+BUCKETS = {"hint": predictor_lib.Buckets((32,), (12, 24), (16, 32), max_decode_len=12),
            "concat": predictor_lib.Buckets((32,), (32, 56), (32,), max_decode_len=12)}
 
 

@@ -64,7 +64,9 @@ def test_examples_are_short_and_balanced():
   examples = list(synthetic.generate("train"))
   per_task = collections.Counter(ex["task"] for ex in examples)
   assert set(per_task.values()) == {synthetic.EXAMPLES_PER_TASK["train"]}
-  assert max(len(ex["inputs"].split()) for ex in examples) <= synthetic.MAX_ITEMS
+  assert all(ex["inputs"].startswith(synthetic.INPUT_PREFIX) for ex in examples)
+  items = [ex["inputs"].removeprefix(synthetic.INPUT_PREFIX).split() for ex in examples]
+  assert max(len(x) for x in items) <= synthetic.MAX_ITEMS
   assert max(len(ex["targets"].split()) for ex in examples) <= 2 * synthetic.MAX_ITEMS
 
 

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+import tasks  # noqa: F401  (registers synthetic_concat)
+
 from hint_jax.data import features as F
-from hint_jax.data import synthetic
+from hint_jax.data import pipeline, synthetic
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.run import demo, demo_report
 
@@ -27,13 +29,16 @@ def test_parse_args_preset_overrides_and_env(monkeypatch):
 
 
 def test_concat_text_matches_registered_synthetic_concat_task():
-  record = {F.INSTRUCTION: "Reverse the words.", F.INPUTS: "cat dog", F.TARGETS: "dog cat",
-            "task": "reverse_words"}
+  record = {F.INSTRUCTION: "Reverse the words.", F.INPUTS: "Input: cat dog",
+            F.TARGETS: "dog cat", "task": "reverse_words"}
   (concat,) = demo.as_concat([record], "synthetic")
   assert concat[F.INPUTS] == "Reverse the words. Input: cat dog"
   assert concat[F.INSTRUCTION] == "" and concat[F.TARGETS] == "dog cat"
   (sni,) = demo.as_concat([{**record, F.INSTRUCTION: "Definition: x.\n\n"}], "sni")
-  assert sni[F.INPUTS] == "Definition: x.\n\ncat dog"
+  assert sni[F.INPUTS] == "Definition: x.\n\nInput: cat dog"
+  ex = next(synthetic.generate("train"))
+  assert demo.as_concat([ex], "synthetic")[0][F.INPUTS] == pipeline.load_task(
+      "synthetic_concat", "train")[0]["inputs_pretokenized"]
 
 
 def test_tokenize_appends_eos_and_keeps_strings():

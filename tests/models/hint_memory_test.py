@@ -84,11 +84,11 @@ def test_shared_memory_rows_give_the_same_model(setup):
   x, dec, index = b[F.ENCODER_INPUT_TOKENS], b[F.DECODER_INPUT_TOKENS], b[F.TASK_INDEX]
 
   def logits(enc, share):
-    encoded, mask, example = model.encode_inputs(params, enc, x, index, share_memory=share)
+    encoded, mask, example = model.encode_inputs(params, enc, x, index, share_task_rows=share)
     return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec,
                           example.task_params, method=model.t5.decode)
 
-  shared_site = model.encode_inputs(params, cached, x, index, share_memory=True)[2]
+  shared_site = model.encode_inputs(params, cached, x, index, share_task_rows=True)[2]
   shared = shared_site.task_params.decoder_cross.shared
   assert shared.key.shape[0] == 2 and shared.index.shape == (8, config.t5.num_decoder_layers)
   chex.assert_trees_all_close(logits(cached, True), logits(encoding, False), atol=1e-5, rtol=0)
@@ -103,7 +103,13 @@ def test_repeat_examples_keeps_shared_task_rows():
                          mask=jnp.ones((2, 1, 3), bool), index=jnp.array([[0], [1], [1]]))
   site = spec.SiteParams(prefix=spec.PrefixKV(jnp.arange(3.0).reshape(3, 1, 1, 1, 1),
                                               jnp.zeros((3, 1, 1, 1, 1))), shared=shared)
+  rows = spec.Bottleneck(jnp.zeros((2, 1, 4, 2)), jnp.zeros((2, 1, 2)), jnp.zeros((2, 1, 2, 4)),
+                         jnp.zeros((2, 1, 4)), index=jnp.array([[1], [0], [1]]))
   empty = spec.SiteParams()
+  self_site = spec.repeat_examples(spec.TaskParams(empty, spec.SiteParams(adapter=rows), empty),
+                                   2).decoder_self
+  np.testing.assert_array_equal(self_site.adapter.index[:, 0], [1, 1, 0, 0, 1, 1])
+  assert self_site.adapter.down.shape[0] == 2
   repeated = spec.repeat_examples(spec.TaskParams(empty, empty, site), 2).decoder_cross
   np.testing.assert_array_equal(repeated.prefix.key[:, 0, 0, 0, 0], [0, 0, 1, 1, 2, 2])
   np.testing.assert_array_equal(repeated.shared.index[:, 0], [0, 0, 1, 1, 1, 1])

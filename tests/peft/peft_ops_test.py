@@ -46,6 +46,16 @@ def test_adapter_matches_numpy():
                              atol=1e-4)
 
 
+def test_adapter_task_rows_equal_per_example_copies():
+  """Task-row weights [U, ...] read through `index` give each example its own task's adapter."""
+  u, index = _normal(5, 1, 12), jnp.array([2, 0, 2, 1, 2])
+  rows = spec.Bottleneck(down=_normal(3, 12, 4), down_bias=_normal(3, 4), up=_normal(3, 4, 12),
+                         up_bias=_normal(3, 12))
+  copies = jax.tree.map(lambda x: jnp.take(jnp.asarray(x), index, axis=0), rows)
+  np.testing.assert_allclose(adapter.adapter_output(jnp.asarray(u), rows.replace(index=index)),
+                             adapter.adapter_output(jnp.asarray(u), copies), rtol=1e-5, atol=1e-5)
+
+
 def test_prefix_prepend_bias_and_mask():
   k, v = _normal(B, L, 3, 5), _normal(B, L, 3, 5)
   p = spec.PrefixKV(key=_normal(B, 2, 3, 5), value=_normal(B, 2, 3, 5))

@@ -54,7 +54,8 @@ def test_synthetic_concat_puts_instruction_in_inputs():
   assert concat["instruction_pretokenized"] == ""
   np.testing.assert_array_equal(concat[F.INSTRUCTION], [F.EOS_ID])
   assert concat["inputs_pretokenized"] == (
-      f"{hint['instruction_pretokenized']} Input: {hint['inputs_pretokenized']}")
+      f"{hint['instruction_pretokenized']} {hint['inputs_pretokenized']}")
+  assert hint["inputs_pretokenized"].startswith("Input: ")
 
 
 def test_rank_eval_set_scores_to_accuracy():
