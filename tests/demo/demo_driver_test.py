@@ -5,7 +5,6 @@ import json
 import pytest
 
 import tasks  # noqa: F401  (registers synthetic_concat)
-
 from hint_jax.data import features as F
 from hint_jax.data import pipeline, synthetic
 from hint_jax.data import vocab as vocab_lib
@@ -26,6 +25,15 @@ def test_parse_args_preset_overrides_and_env(monkeypatch):
   assert demo.parse_args([])[0] == demo.PRESETS["tiny"]
   with pytest.raises(SystemExit):
     demo.parse_args(["--preset", "huge"])
+
+
+def test_init_from_pretraining_choices():
+  assert demo.PRESETS["demo"].init_from_pretraining == "hypernet"
+  assert demo.parse_args(["--init_from_pretraining", "all"])[0].init_from_pretraining == "all"
+  assert set(demo.INITS) == {"hypernet", "all", "none"}
+  assert all(set(v) == set(demo_report.MODELS) for v in demo.INITS.values())
+  with pytest.raises(SystemExit):
+    demo.parse_args(["--init_from_pretraining", "backbone"])
 
 
 def test_concat_text_matches_registered_synthetic_concat_task():
