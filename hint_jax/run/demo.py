@@ -83,7 +83,7 @@ class DemoConfig:
   pretrain_batch_size: int = 32
   learning_rate: float = 2e-3
   pretrain_steps: int = 150
-  finetune_steps: int = 600
+  finetune_steps: int = 1000
   init_from_pretraining: str = "hypernet"
   sni_fraction: float = 0.05
   synthetic_per_task: int = 3000
