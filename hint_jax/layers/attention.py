@@ -68,8 +68,8 @@ class Attention(nn.Module):
     k_BHTK, v_BHTK = _heads_major(k_BTHK), _heads_major(v_BTHK)
 
     def created(x_BHTK):  # zeros, with the prefix (if any) in front
-      b, h, _, k = x_BHTK.shape
-      empty = jnp.zeros((b, h, offset + cache_length, k), x_BHTK.dtype)
+      b, h, length, k = x_BHTK.shape
+      empty = jnp.zeros((b, h, offset + (cache_length or length - offset), k), x_BHTK.dtype)
       return empty.at[:, :, :offset].set(x_BHTK[:, :, :offset])
     cached_k = self.variable("cache", "cached_key", created, k_BHTK)
     cached_v = self.variable("cache", "cached_value", created, v_BHTK)
