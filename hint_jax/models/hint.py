@@ -261,8 +261,7 @@ class HintModel:
       return spec.SharedKV(rows.key, rows.value, mask, index_BN)
 
     def site(s: spec.SiteParams, rows: spec.PrefixKV | None) -> spec.SiteParams:
-      lora = None if s.lora is None else jax.tree.map(
-          lambda x: jnp.take(x, task_index_B, axis=0), s.lora)
+      lora = None if s.lora is None else spec.take(s.lora, task_index_B)
       adapter = None if s.adapter is None else s.adapter.replace(index=index_BN)
       return spec.SiteParams(lora=lora, adapter=adapter, shared=shared(rows))
 

@@ -220,8 +220,9 @@ def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:
   return TaskParams(*(site(getattr(task_params, name)) for name in SITES))
 
 
-def take(task_params: TaskParams, index: jax.Array) -> TaskParams:
-  """Per-example params from a per-task table: [T, N, ...] gathered by index [B] -> [B, N, ...]."""
+def take(task_params, index: jax.Array):
+  """Per-example params from a per-task table (TaskParams or any part of it): [T, N, ...]
+  gathered by index [B] -> [B, N, ...]."""
   return jax.tree.map(lambda x: jnp.take(x, index, axis=0), task_params)
 
 

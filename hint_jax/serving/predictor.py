@@ -87,6 +87,11 @@ def _check_shapes(model: hint.HintModel, params: types.PyTree, where: str) -> No
 _COMPILED: dict = {}
 
 
+def _next_pow2(n: int) -> int:
+  """The smallest power of two >= n (n >= 1): few distinct shapes, so few compilations."""
+  return 1 << (n - 1).bit_length()
+
+
 def _compiled(model: hint.HintModel):
   """(jitted encode_task, generate, score), shared by every Predictor of an equal model.
 
@@ -240,7 +245,7 @@ class Predictor:
       index_B[:len(inputs)] = [distinct.index(i) for i in instructions]
       # Task rows padded to a power of two (few compiled shapes), not to the batch: a batch of
       # few tasks then reads each task's cached memory once per decoding step.
-      task_rows = min(rows, 1 << (len(distinct) - 1).bit_length())
+      task_rows = min(rows, _next_pow2(len(distinct)))
       encoding = self._table([self.adaptation(i) for i in distinct], task_rows)
     return encoding, tokens_BL, jnp.asarray(index_B)
 
@@ -309,7 +314,7 @@ class Predictor:
     for start, stop in batching.chunks(len(inputs), max(self.buckets.batch_sizes)):
       encoding, tokens_BL, index_B = self._features(instructions[start:stop], inputs[start:stop])
       tgt = batching.tokenize(self.vocab, targets[start:stop], max_target_len)
-      length = min(max_target_len, max(8, 1 << (max(map(len, tgt)) - 1).bit_length()))
+      length = min(max_target_len, max(8, _next_pow2(max(map(len, tgt)))))
       targets_BT = batching.pad(tgt, length, tokens_BL.shape[0])
       scores = self._score(self.params, encoding, tokens_BL, index_B, jnp.asarray(targets_BT))
       out.append(np.asarray(scores)[:stop - start])
