@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from hint_jax.peft import spec
 
 FEED_FORWARDS = ("gated-gelu", "relu")
+REMAT_POLICIES = ("none", "minimal", "full")
 
 # T5.1.1 dimensions (google/t5-v1_1-*). `tiny` uses odd sizes so shape mix-ups fail loudly.
 _PRESETS = {
@@ -47,6 +48,10 @@ class T5Config:
       d_model**-0.5); False = separate `logits_dense` kernel, no scaling (T5.1.1).
     dtype: compute dtype name; parameters always stay float32.
     layer_norm_epsilon: RMSNorm epsilon.
+    remat_policy: rematerialisation of every encoder/decoder layer in training (as T5X):
+      "none" keeps all activations for the backward pass; "minimal" keeps only the outputs of
+      the weight matmuls (projections, FFN) and recomputes the rest (attention, norms, GELU);
+      "full" keeps only each layer's input. Memory only: results are unchanged.
   """
   vocab_size: int
   d_model: int
@@ -62,6 +67,7 @@ class T5Config:
   tie_word_embeddings: bool = False
   dtype: str = "float32"
   layer_norm_epsilon: float = 1e-6
+  remat_policy: str = "none"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff",
@@ -80,6 +86,9 @@ class T5Config:
                        f"got {self.feed_forward!r}")
     if self.dtype not in ("float32", "bfloat16", "float16"):
       raise ValueError(f"T5Config.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"T5Config.remat_policy must be one of {REMAT_POLICIES}, "
+                       f"got {self.remat_policy!r}")
     if self.layer_norm_epsilon <= 0:
       raise ValueError(f"T5Config.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
 
