@@ -15,6 +15,7 @@ JOINED_KV = "joined_kv"
 RELPOS = "relpos_buckets"
 LAYERS = "layers"
 HYPER_SLOTS = "hyper_slots"  # rows of the hypernetwork's component-embedding table
+HYPER_EMBED = "hyper_embed"  # width of the component-embedding table (sharded: ~50k rows at XL)
 HYPER_OUT = "hyper_out"  # output units of a generator MLP
 ADAPTER = "adapter"  # adapter bottleneck / LoRA rank of static (non-generated) params
 
@@ -29,6 +30,9 @@ ACT_VOCAB = "act_vocab"
 ACT_LAYERS = "act_layers"
 ACT_RANK = "act_rank"
 ACT_PREFIX = "act_prefix"
+# The generated dimension of generated task parameters (a generator's output units, e.g. the
+# D of an adapter's down/up weights): sharded like `hyper_out`, so nothing is re-laid out.
+ACT_GENERATED = "act_generated"
 
 DATA = "data"
 MODEL = "model"
@@ -42,6 +46,8 @@ STANDARD_RULES = (
     (HEADS, MODEL),
     (JOINED_KV, MODEL),
     (HYPER_OUT, MODEL),
+    (HYPER_EMBED, MODEL),
+    (ACT_GENERATED, MODEL),
     (ACT_HEADS, MODEL),
     (ACT_MLP, MODEL),
     (ACT_VOCAB, MODEL),
@@ -62,5 +68,5 @@ STANDARD_RULES = (
 # 2-D (FSDP-like): additionally shard the embed dimension of every weight over `data`.
 FSDP_RULES = tuple((name, DATA) if name == EMBED else (name, mesh) for name, mesh in STANDARD_RULES)
 
-PARAM_AXES = (VOCAB, EMBED, MLP, HEADS, KV, JOINED_KV, RELPOS, LAYERS, HYPER_SLOTS, HYPER_OUT,
-              ADAPTER)
+PARAM_AXES = (VOCAB, EMBED, MLP, HEADS, KV, JOINED_KV, RELPOS, LAYERS, HYPER_SLOTS, HYPER_EMBED,
+              HYPER_OUT, ADAPTER)

@@ -1,7 +1,11 @@
-"""Generator MLPs: one 2-layer GELU network per component type, shared over layer slots."""
+"""Generator MLPs: one 2-layer GELU network per component type, shared over layer slots.
+
+As with pooling, the module owns the weights and `generate` is a pure function, so the
+hypernetwork can run it chunk by chunk under `jax.checkpoint`.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -10,12 +14,18 @@ import jax.numpy as jnp
 from hint_jax import axes
 
 
+class GeneratorWeights(NamedTuple):
+  """wi [D, D] and wo [D, out] (float32 params)."""
+  wi: jax.Array
+  wo: jax.Array
+
+
 class GeneratorMLP(nn.Module):
   """`gelu(x @ wi) @ wo / sqrt(D)`, no biases (D -> D -> out), as published.
 
   Attributes:
     out_features: output width per pooled vector.
-    dropout_rate: dropout on the hidden layer (generator dropout, default 0.0).
+    dropout_rate: dropout on the hidden layer (generator dropout).
     dtype: compute dtype; the result is returned in float32.
   """
   out_features: int
@@ -23,18 +33,31 @@ class GeneratorMLP(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, pooled_XD: jax.Array, enable_dropout: bool = False) -> jax.Array:
-    """Maps pooled vectors [..., D] to generated rows [..., out_features] (float32)."""
-    d = pooled_XD.shape[-1]
+  def weights(self, d_model: int) -> GeneratorWeights:
+    """The (created on first use) kernels."""
     init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
     wi = self.param("wi", nn.with_logical_partitioning(init, (axes.EMBED, axes.MLP)),
-                    (d, d), jnp.float32)
+                    (d_model, d_model), jnp.float32)
     # The hidden width equals D; it is named `embed` here so that `mlp` and `hyper_out`, both
     # mapped to the model axis, never meet in one kernel.
     wo = self.param("wo", nn.with_logical_partitioning(init, (axes.EMBED, axes.HYPER_OUT)),
-                    (d, self.out_features), jnp.float32)
-    hidden_XD = nn.gelu(jnp.asarray(pooled_XD, self.dtype) @ jnp.asarray(wi, self.dtype))
-    hidden_XD = nn.Dropout(rate=self.dropout_rate)(hidden_XD, deterministic=not enable_dropout)
-    out_XO = jnp.matmul(hidden_XD, jnp.asarray(wo, self.dtype),
-                        preferred_element_type=jnp.float32)
-    return out_XO / jnp.sqrt(jnp.float32(d))
+                    (d_model, self.out_features), jnp.float32)
+    return GeneratorWeights(wi, wo)
+
+  def __call__(self, pooled_XD: jax.Array, enable_dropout: bool = False) -> jax.Array:
+    """Maps pooled vectors [..., D] to generated rows [..., out_features] (float32)."""
+    w = self.weights(pooled_XD.shape[-1])
+    rng = self.make_rng("dropout") if enable_dropout and self.dropout_rate > 0 else None
+    return generate(w, pooled_XD, self.dtype, self.dropout_rate, rng)
+
+
+def generate(w: GeneratorWeights, pooled_XD: jax.Array, dtype: Any, dropout_rate: float = 0.0,
+             rng: jax.Array | None = None) -> jax.Array:
+  """Generated rows [..., out] (float32) from pooled vectors [..., D]; hidden dropout iff `rng`."""
+  d = pooled_XD.shape[-1]
+  hidden_XD = nn.gelu(jnp.asarray(pooled_XD, dtype) @ jnp.asarray(w.wi, dtype))
+  if rng is not None and dropout_rate > 0:
+    keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, hidden_XD.shape)
+    hidden_XD = jnp.where(keep, hidden_XD / (1.0 - dropout_rate), 0).astype(hidden_XD.dtype)
+  out_XO = jnp.matmul(hidden_XD, jnp.asarray(w.wo, dtype), preferred_element_type=jnp.float32)
+  return out_XO / jnp.sqrt(jnp.float32(d))

@@ -8,7 +8,10 @@ forward is literally `apply(encode_task(...))`, so both paths agree exactly.
 Task de-duplication: a batch may carry `task_index` [B] into a per-batch table of unique
 instructions `hyper_encoder_input_tokens` [T, I] (T static); the hypernetwork then runs T times,
 not B times, and generated parameters are gathered per example with `spec.take`. Without
-`task_index`, T == B and row b belongs to example b.
+`task_index`, T == B and row b belongs to example b. The trainer passes a grouped table
+[G, R, I] (`training.batches.group_task_rows`): examples split into G equal consecutive groups
+(one per data shard) and group g's `task_index` values point into its own R rows, so every
+gather stays within a data shard.
 
 Instructions: pad 0; an EOS-only instruction is valid (it still yields parameters); rows that
 are all padding (unused rows of a padded task table) give finite, unused parameters. Length I
@@ -192,23 +195,25 @@ class HintModel:
     return TaskEncoding(encoding.task_params, None, encoding.mask, memory)
 
   @staticmethod
-  def per_example(encoding: TaskEncoding, task_index_B: jax.Array | None) -> TaskEncoding:
-    """Gathers a [T, ...] TaskEncoding into per-example [B, ...] rows (identity without index)."""
+  def per_example(encoding: TaskEncoding, task_index_B: jax.Array | None,
+                  task_groups: int = 1) -> TaskEncoding:
+    """Gathers a [T, ...] TaskEncoding into per-example [B, ...] rows (identity without index).
+
+    With `task_groups` G > 1, the T rows and B examples form G consecutive groups and each
+    example's index counts within its own group (see the module docstring).
+    """
     if task_index_B is None:
       return encoding
-    task_params = None
-    if encoding.task_params is not None:
-      task_params = spec.take(encoding.task_params, task_index_B)
-    take = lambda x: None if x is None else jnp.take(x, task_index_B, axis=0)
-    memory = None if encoding.memory is None else jax.tree.map(take, encoding.memory)
-    return TaskEncoding(task_params, take(encoding.encoded), take(encoding.mask), memory)
+    take = lambda x: None if x is None else spec.take(x, task_index_B, task_groups)
+    return TaskEncoding(take(encoding.task_params), take(encoding.encoded),
+                        take(encoding.mask), take(encoding.memory))
 
   # ---- adapted forward -----------------------------------------------------------------------
 
   def encode_inputs(self, params: types.PyTree, encoding: TaskEncoding,
                     encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None,
-                    rng_dropout: types.PRNGKey | None = None, share_task_rows: bool = False
-                    ) -> tuple[jax.Array, jax.Array, TaskEncoding]:
+                    rng_dropout: types.PRNGKey | None = None, share_task_rows: bool = False,
+                    task_groups: int = 1) -> tuple[jax.Array, jax.Array, TaskEncoding]:
     """Adapted encoder output, fused with H_I when configured.
 
     With `share_task_rows` (and `task_index_B`), the decoder's generated adapters and prefixes,
@@ -224,7 +229,7 @@ class HintModel:
       decoder_sites = self._task_row_sites(encoding, task_index_B)
       if encoding.memory is not None:  # now inside the shared cross-attention rows
         encoding = encoding._replace(mask=None, memory=None)
-    example = self.per_example(encoding, task_index_B)
+    example = self.per_example(encoding, task_index_B, task_groups)
     rows = {x.shape[0] for x in jax.tree.leaves(example)}
     if rows - {encoder_input_tokens_BL.shape[0]}:
       raise ValueError(f"task encoding has {rows} rows for {encoder_input_tokens_BL.shape[0]} "
@@ -274,23 +279,28 @@ class HintModel:
   def apply(self, params: types.PyTree, encoding: TaskEncoding,
             encoder_input_tokens_BL: jax.Array, decoder_input_tokens_BT: jax.Array,
             task_index_B: jax.Array | None = None,
-            rng_dropout: types.PRNGKey | None = None) -> jax.Array:
+            rng_dropout: types.PRNGKey | None = None, task_groups: int = 1) -> jax.Array:
     """Logits [B, T, V] (float32) of the backbone adapted by a (cached) TaskEncoding."""
     rng_encode, rng_decode = _split(rng_dropout, 2)
     encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
-                                                       task_index_B, rng_encode)
+                                                       task_index_B, rng_encode,
+                                                       task_groups=task_groups)
     return self.t5.apply({"params": params[BACKBONE]}, encoded_BSD, mask_BS,
                          decoder_input_tokens_BT, example.task_params, rng_decode is not None,
                          method=t5_model.T5.decode, rngs=_rngs(rng_decode))
 
   def forward(self, params: types.PyTree, batch: types.Batch,
               rng_dropout: types.PRNGKey | None = None) -> jax.Array:
-    """The full training forward: `apply(encode_task(...))`; logits [B, T, V]."""
+    """The full training forward: `apply(encode_task(...))`; logits [B, T, V].
+
+    The instruction table may be flat [T, I] or grouped [G, R, I] (module docstring).
+    """
     rng_task, rng_apply = _split(rng_dropout, 2)
-    encoding = self.encode_task(params, batch.get(features.HYPER_ENCODER_INPUT_TOKENS), rng_task)
+    table, groups = _flat_table(batch.get(features.HYPER_ENCODER_INPUT_TOKENS))
+    encoding = self.encode_task(params, table, rng_task)
     return self.apply(params, encoding, batch[features.ENCODER_INPUT_TOKENS],
                       batch[features.DECODER_INPUT_TOKENS], batch.get(features.TASK_INDEX),
-                      rng_apply)
+                      rng_apply, task_groups=groups)
 
   # ---- Model interface -----------------------------------------------------------------------
 
@@ -330,6 +340,13 @@ class HintModel:
     return self.generate(params, encoding, batch[features.ENCODER_INPUT_TOKENS],
                          batch.get(features.TASK_INDEX), max_decode_len=max_decode_len,
                          **decode_options)
+
+
+def _flat_table(table: jax.Array | None) -> tuple[jax.Array | None, int]:
+  """(table [T, I], number of groups) from a flat [T, I] or grouped [G, R, I] table."""
+  if table is None or table.ndim == 2:
+    return table, 1
+  return table.reshape((-1, table.shape[-1])), table.shape[0]
 
 
 def _empty_task_params() -> spec.TaskParams:

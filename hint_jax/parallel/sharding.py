@@ -1,13 +1,17 @@
 """Map logical axes to NamedShardings (params, optimizer state, batches) and make global arrays."""
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hint_jax import axes, types
+
+_LOG = logging.getLogger(__name__)
 
 Rules = tuple[tuple[str, str | None], ...]
 
@@ -99,3 +103,31 @@ def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
   spec = nn.logical_to_mesh_axes((axes.ACT_BATCH,), rules)
   return NamedSharding(mesh, spec)
 
+
+
+REPLICATED_WARN_BYTES = 64 * 2**20
+
+
+def replicated_leaves(boxed_tree: types.PyTree, shardings: types.PyTree, mesh: Mesh,
+                      min_bytes: int = REPLICATED_WARN_BYTES) -> list[tuple[str, int]]:
+  """(path, bytes) of every leaf of at least `min_bytes` that is fully replicated on a
+  multi-device mesh: each device holds all of it, usually a missing logical-axis rule."""
+  if mesh.size == 1:
+    return []
+  leaves = jax.tree_util.tree_flatten_with_path(nn.unbox(boxed_tree))[0]
+  flat_sh = jax.tree_util.tree_leaves(shardings)
+  out = []
+  for (path, leaf), sh in zip(leaves, flat_sh):
+    size = int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+    if size >= min_bytes and sh.is_fully_replicated:
+      out.append((_path_str(path), size))
+  return out
+
+
+def warn_replicated(boxed_tree: types.PyTree, shardings: types.PyTree, mesh: Mesh) -> None:
+  """Logs one warning naming every large fully replicated parameter (see `replicated_leaves`)."""
+  found = replicated_leaves(boxed_tree, shardings, mesh)
+  if found:
+    listed = ", ".join(f"{p} ({b / 2**20:.0f} MiB)" for p, b in found)
+    _LOG.warning("parameters fully replicated on the %d-device mesh (every device holds "
+                    "them; give their axes a rule): %s", mesh.size, listed)

@@ -181,17 +181,27 @@ def task_param_structs(peft: PeftConfig, dims: BackboneDims, batch: int,
 
 
 def task_param_axes(peft: PeftConfig, dims: BackboneDims) -> TaskParams:
-  """Logical axis names for every leaf (same structure as `task_param_shapes`)."""
-  b, n = axes.ACT_BATCH, axes.ACT_LAYERS
+  """Logical axis names for every leaf (same structure as `task_param_shapes`).
+
+  Rows follow the batch; the generated dimension of each leaf (the generator's output units:
+  D of adapter weights, the adapter bottleneck of `down_bias`, heads x head_dim of prefixes, the
+  projection side of LoRA factors) is `act_generated`, sharded like the generators' outputs.
+  """
+  b, n, g = axes.ACT_BATCH, axes.ACT_LAYERS, axes.ACT_GENERATED
+  first, second = (b, n, g, None), (b, n, None, g)  # generated dim first / second
+  vector = (b, n, g)
+  prefix = (b, n, axes.ACT_PREFIX, axes.ACT_HEADS, axes.ACT_KV)
+
+  def site(s: SiteParams) -> SiteParams:
+    lora = None if s.lora is None else {
+        p: LowRank(a=first, b=second, scale=low_rank.scale) for p, low_rank in s.lora.items()}
+    adapter = None if s.adapter is None else Bottleneck(
+        down=first, down_bias=vector, up=second, up_bias=vector)
+    kv = None if s.prefix is None else PrefixKV(key=prefix, value=prefix)
+    return SiteParams(lora=lora, adapter=adapter, prefix=kv)
+
   shapes = task_param_shapes(peft, dims, 1)
-
-  def names(shape):
-    rest = len(shape) - 2
-    if rest == 3:  # prefix [P, H, K]
-      return (b, n, axes.ACT_PREFIX, axes.ACT_HEADS, axes.ACT_KV)
-    return (b, n) + (None,) * rest
-
-  return jax.tree.map(names, shapes, is_leaf=_is_shape)
+  return TaskParams(*(site(getattr(shapes, name)) for name in SITES))
 
 
 def layer_slice(site: SiteParams, layer: int) -> SiteParams:
@@ -220,10 +230,23 @@ def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:
   return TaskParams(*(site(getattr(task_params, name)) for name in SITES))
 
 
-def take(task_params, index: jax.Array):
+def take(task_params, index: jax.Array, groups: int = 1):
   """Per-example params from a per-task table (TaskParams or any part of it): [T, N, ...]
-  gathered by index [B] -> [B, N, ...]."""
-  return jax.tree.map(lambda x: jnp.take(x, index, axis=0), task_params)
+  gathered by index [B] -> [B, N, ...].
+
+  With `groups` G > 1, rows and examples form G consecutive equal groups ([G, T/G] and
+  [G, B/G]) and `index` counts within each example's own group: a batched gather that stays
+  within a data shard when G is the data-parallel size.
+  """
+  if groups == 1:
+    return jax.tree.map(lambda x: jnp.take(x, index, axis=0), task_params)
+  index_GB = index.reshape(groups, -1)
+
+  def grouped(x):
+    x_GT = x.reshape((groups, -1) + x.shape[1:])
+    out_GB = jax.vmap(lambda rows, i: jnp.take(rows, i, axis=0))(x_GT, index_GB)
+    return out_GB.reshape((-1,) + x.shape[1:])
+  return jax.tree.map(grouped, task_params)
 
 
 def num_bytes(task_params: TaskParams) -> int:

@@ -3,14 +3,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 from flax import traverse_util
 
 from hint_jax.data import pipeline
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
-from hint_jax.training import checkpoint
+from hint_jax.training import batches, checkpoint
 
 INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
 
@@ -52,19 +51,20 @@ def signature(cfg: model_config.HintConfig) -> str:
 
 
 def train_source(cfg: DataConfig):
-  """`data(start_step)` yielding this process's share of each global batch."""
-  def data(start_step: int):
+  """`data(start_step, shard)` yielding this process's input shard of each global batch."""
+  def data(start_step: int, shard: batches.InputShard):
     return pipeline.train_iterator(
         cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths, cfg.batch_size,
-        seed=cfg.seed, shard_id=jax.process_index(), num_shards=jax.process_count(),
+        seed=cfg.seed, shard_id=shard.index, num_shards=shard.count,
         start_step=start_step, converter=cfg.converter, num_task_rows=cfg.num_task_rows)
   return data
 
 
-def eval_set(cfg: DataConfig) -> pipeline.EvalSet:
+def eval_set(cfg: DataConfig, shard: batches.InputShard | None = None) -> pipeline.EvalSet:
+  """The evaluation set's batches for `shard` (`batches.input_shard(mesh)`; default: all)."""
+  shard = shard or batches.InputShard()
   return pipeline.eval_set(cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths,
-                           cfg.batch_size, shard_id=jax.process_index(),
-                           num_shards=jax.process_count(), converter=cfg.converter,
+                           cfg.batch_size, shard_id=shard.index, num_shards=shard.count, converter=cfg.converter,
                            num_task_rows=cfg.num_task_rows)
 
 

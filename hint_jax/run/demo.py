@@ -193,7 +193,8 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
       checkpoint=checkpoint.CheckpointConfig(period=0, keep=1, async_save=False),
       init_patterns=init_patterns, signature=repr(model_cfg))
 
-  def data(start_step: int) -> pipeline.TrainIterator:
+  def data(start_step: int, shard) -> pipeline.TrainIterator:
+    del shard  # one process
     return pipeline.TrainIterator(source, LENGTHS[converter], batch_size, seed=cfg.seed,
                                   start_step=start_step, converter=converter)
 

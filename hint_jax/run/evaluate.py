@@ -12,14 +12,15 @@ from hint_jax.data import vocab as vocab_lib
 from hint_jax.models import config as model_config
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.run import assemble
+from hint_jax.training import batches
 from hint_jax.training import evaluate as evaluate_lib
 
 
 def _restore(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: str,
              mesh_cfg: mesh_lib.MeshConfig, step: int | None):
   hint_model = assemble.build_model(model)
-  evaluation = assemble.eval_set(data)
   mesh = mesh_lib.build(mesh_cfg)
+  evaluation = assemble.eval_set(data, batches.input_shard(mesh))
   params, step = evaluate_lib.restore_params(hint_model, mesh, mesh_cfg.rules,
                                              evaluation.batches[0], model_dir, step)
   return hint_model, evaluation, mesh, params, step

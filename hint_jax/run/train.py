@@ -10,8 +10,8 @@ from hint_jax.models import config as model_config
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.run import assemble, gin_utils
 from hint_jax.serving import checkpoint_io
+from hint_jax.training import batches, evaluate, loop
 from hint_jax.training import config as train_config
-from hint_jax.training import evaluate, loop
 
 _LOG = logging.getLogger(__name__)
 CallbackFactory = Callable[..., evaluate.EvalCallback]
@@ -42,7 +42,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     _LOG.info("operative config written to %s", path)
   hint_model = assemble.build_model(model)
   trainer = _with_signature(trainer, model)
-  evaluation = assemble.eval_set(eval_data) if eval_data is not None else None
+  shard = batches.input_shard(mesh_lib.build(trainer.mesh))
+  evaluation = assemble.eval_set(eval_data, shard) if eval_data is not None else None
   state = loop.train(
       trainer, hint_model, assemble.train_source(data),
       eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,

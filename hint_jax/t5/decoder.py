@@ -8,7 +8,7 @@ from hint_jax.layers import attention, dense, embed, masks, norms
 from hint_jax.layers import mlp as mlp_lib
 from hint_jax.peft import spec
 from hint_jax.t5 import config as config_lib
-from hint_jax.t5.encoder import ACT_BLD, dropout
+from hint_jax.t5.encoder import ACT_BLD, dropout, remat
 
 
 class DecoderLayer(nn.Module):
@@ -89,8 +89,11 @@ class Decoder(nn.Module):
     encoded_BSD = encoded_BSD.astype(cfg.compute_dtype)
     self_site = None if task_params is None else task_params.decoder_self
     cross_site = None if task_params is None else task_params.decoder_cross
+    # Training only: a decoding step keeps nothing for a backward pass. Static: enable_dropout,
+    # decode, cache_length.
+    layer_cls = remat(DecoderLayer, "none" if decode else cfg.remat_policy, (7, 8, 10))
     for i in range(cfg.num_decoder_layers):
-      y_BTD = DecoderLayer(cfg, name=f"layers_{i}")(
+      y_BTD = layer_cls(cfg, name=f"layers_{i}")(
           y_BTD, encoded_BSD, self_bias, cross_bias, _slice(self_site, i), _slice(cross_site, i),
           enable_dropout, decode, position, cache_length)
     y_BTD = norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name="decoder_norm")(y_BTD)

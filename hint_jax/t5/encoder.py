@@ -1,6 +1,7 @@
 """T5 encoder layer and stack, with optional per-example encoder `SiteParams`."""
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from hint_jax import axes, types
@@ -10,6 +11,20 @@ from hint_jax.peft import spec
 from hint_jax.t5 import config as config_lib
 
 ACT_BLD = (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_EMBED)
+
+# What the backward pass keeps of a layer (`T5Config.remat_policy`); None = everything.
+_SAVEABLE = {"minimal": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+             "full": jax.checkpoint_policies.nothing_saveable}
+
+
+def remat(layer_cls: type[nn.Module], policy: str, static_argnums: tuple[int, ...]):
+  """`layer_cls` rematerialised under `policy` ("none": unchanged). Param names are kept.
+
+  `static_argnums` count `self` as 0 (flax's convention) and name the Python-valued arguments.
+  """
+  if policy == "none":
+    return layer_cls
+  return nn.remat(layer_cls, policy=_SAVEABLE[policy], static_argnums=static_argnums)
 
 
 def dropout(x: types.Array, rate: float, enabled: bool) -> types.Array:
@@ -54,8 +69,9 @@ class Encoder(nn.Module):
         cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
         bidirectional=True, name="relpos_bias")(jnp.arange(length), length)
     bias_BHLL = pos_bias_1HLL + masks.padding_bias(tokens_BL > 0)
+    layer_cls = remat(EncoderLayer, cfg.remat_policy, static_argnums=(4,))  # enable_dropout
     for i in range(cfg.num_encoder_layers):
       site_i = None if site is None else spec.layer_slice(site, i)
-      x_BLD = EncoderLayer(cfg, name=f"layers_{i}")(x_BLD, bias_BHLL, site_i, enable_dropout)
+      x_BLD = layer_cls(cfg, name=f"layers_{i}")(x_BLD, bias_BHLL, site_i, enable_dropout)
     x_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name="encoder_norm")(x_BLD)
     return dense.constrain(dropout(x_BLD, cfg.dropout_rate, enable_dropout), ACT_BLD)

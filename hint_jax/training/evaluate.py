@@ -80,7 +80,7 @@ def predict(model: interface.Model, params: types.PyTree, batches: Iterable[Host
   for local in batches:
     tokens = np.asarray(jax.device_get(fn(params, _global(local, mesh, rules))))
     n = next(iter(local.values())).shape[0]
-    start = jax.process_index() * n
+    start = batches.input_shard(mesh).index * n
     yield tokens[start:start + n]
 
 

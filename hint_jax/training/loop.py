@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 
 from hint_jax.models import interface
 from hint_jax.parallel import mesh as mesh_lib
+from hint_jax.parallel import partitioner as partitioner_lib
 from hint_jax.parallel import sharding
 from hint_jax.training import batches as batches_lib
 from hint_jax.training import checkpoint, evaluate, optim
@@ -22,7 +23,8 @@ from hint_jax.training import state as state_lib
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]
-BatchSource = Callable[[int], Iterator[HostBatch]]  # start step -> this process's batches
+# (start step, this process's input shard) -> its rows of each global batch from that step on
+BatchSource = Callable[[int, batches_lib.InputShard], Iterator[HostBatch]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,16 +40,35 @@ class Setup:
   abstract: state_lib.TrainState
   shardings: state_lib.TrainState
   batch_shardings: dict[str, Any]
+  partitioner: partitioner_lib.Partitioner | None = None
+  num_microbatches: int = 1
+
+  def prepare(self, local: HostBatch) -> dict[str, np.ndarray]:
+    """This process's host batch as the step takes it: one instruction table per data shard
+    and microbatch (`batches.group_task_rows`)."""
+    return batches_lib.group_task_rows(local, batches_lib.local_data_shards(self.mesh),
+                                       self.num_microbatches)
+
+  def to_global(self, local: HostBatch) -> dict[str, jax.Array]:
+    return batches_lib.to_global(self.prepare(local), self.batch_shardings)
 
 
 def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: HostBatch,
                 mesh: Mesh) -> Setup:
-  """Abstract state and its shardings from shapes alone (nothing is materialised)."""
+  """Abstract state and its shardings from shapes alone (nothing is materialised).
+
+  `example` is a host batch as the data source yields it (arrays or ShapeDtypeStructs).
+  """
   rules = cfg.mesh.rules
+  partitioner = partitioner_lib.Partitioner(mesh, rules)
+  example = batches_lib.group_task_rows(_zeros_like(example),
+                                        batches_lib.local_data_shards(mesh),
+                                        cfg.num_microbatches)
   rng = jax.eval_shape(jax.random.PRNGKey, 0)
   boxed = jax.eval_shape(model.init, rng, example)
   sharding.check_param_axes(boxed, rules)
   param_sh = sharding.logical_shardings(boxed, mesh, rules)
+  sharding.warn_replicated(boxed, param_sh, mesh)
   tx, schedule = optim.make_optimizer(cfg.optim)
   abstract = jax.eval_shape(functools.partial(state_lib.create, cfg.optim, tx),
                             nn.unbox(boxed), rng)
@@ -58,7 +79,14 @@ def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: Ho
       step=rep, trainable=trainable_sh, frozen=frozen_sh,
       opt_state=sharding.shardings_like(abstract.opt_state, flat, mesh), rng=rep, skipped=rep)
   batch_sh = batches_lib.feature_shardings(example, mesh, rules)
-  return Setup(mesh, tx, schedule, abstract, shardings, batch_sh)
+  return Setup(mesh, tx, schedule, abstract, shardings, batch_sh, partitioner,
+               cfg.num_microbatches)
+
+
+def _zeros_like(example: HostBatch) -> dict[str, np.ndarray]:
+  """Host arrays (zeros for ShapeDtypeStructs) with the example's shapes and dtypes."""
+  return {k: v if isinstance(v, np.ndarray) else np.zeros(v.shape, v.dtype)
+          for k, v in example.items()}
 
 
 def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
@@ -68,7 +96,7 @@ def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
     params = nn.unbox(model.init(rng_init, example))
     return state_lib.create(cfg.optim, setup.tx, params, rng_train)
 
-  state = jax.jit(init_fn, out_shardings=setup.shardings)()
+  state = setup.partitioner.jit(init_fn, out_shardings=setup.shardings)()
   if pretrained is not None:
     params, _ = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
     trainable, frozen = state_lib.split_params(cfg.optim, params)
@@ -88,11 +116,35 @@ def init_or_restore(cfg, model, setup, example, ckpt: checkpoint.Checkpointer,
   return state, int(meta.get("data_step", step))
 
 
-def compile_step(cfg, model, setup: Setup) -> Callable:
+def compile_step(cfg, model, setup: Setup) -> partitioner_lib.Jitted:
+  """The jitted train step, traced under the mesh and axis rules (activation constraints on)."""
   train_step = step_lib.make_train_step(model, setup.tx, setup.schedule, cfg.num_microbatches)
-  rep = sharding.replicated(setup.mesh)
-  return jax.jit(train_step, in_shardings=(setup.shardings, setup.batch_shardings),
-                 out_shardings=(setup.shardings, rep), donate_argnums=(0,))
+  return setup.partitioner.jit(
+      train_step, in_shardings=(setup.shardings, setup.batch_shardings),
+      out_shardings=(setup.shardings, setup.partitioner.replicated()), donate_argnums=(0,))
+
+
+def lower_step(cfg: config_lib.TrainConfig, model: interface.Model, example: HostBatch
+               ) -> jax.stages.Lowered:
+  """The train step `train` would run, lowered from shapes alone (nothing is allocated).
+
+  For memory and sharding checks of configurations larger than the machine
+  (`benchmarks/pod_memory.py`): `.compile().memory_analysis()` gives per-device bytes.
+
+  Args:
+    cfg: the run (its mesh is built over the visible, e.g. simulated, devices).
+    model: the model.
+    example: one host batch as the data source yields it (arrays or ShapeDtypeStructs).
+  """
+  setup = build_setup(cfg, model, example, mesh_lib.build(cfg.mesh))
+  prepared = setup.prepare(_zeros_like(example))
+  n = jax.process_count()
+  batch = {k: jax.ShapeDtypeStruct((v.shape[0] * n,) + v.shape[1:], v.dtype,
+                                   sharding=setup.batch_shardings[k])
+           for k, v in prepared.items()}
+  state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                       setup.abstract, setup.shardings)
+  return compile_step(cfg, model, setup).lower(state, batch)
 
 
 class _Tracker:
@@ -163,8 +215,10 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   Args:
     cfg: the run.
     model: anything implementing `models.interface.Model`.
-    data: `data(start_step)` yields this process's share of each global batch, starting at
-      batch `start_step` (so a resumed run sees the batches an uninterrupted one would).
+    data: `data(start_step, shard)` yields block `shard.index` of `shard.count` equal blocks of
+      rows of each global batch, starting at batch `start_step` (so a resumed run sees the
+      batches an uninterrupted one would). `shard` is `batches.input_shard(mesh)`: processes
+      that share data-parallel rows (a model axis across hosts) get the same block.
     eval_data: returns a fresh iterable of this process's eval batches.
     eval_callbacks: extra metrics `callback(params, step) -> {name: value}` (e.g. generation).
     pretrained: flat {path: array} source for `cfg.init_patterns` (fresh runs only).
@@ -180,12 +234,13 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   ckpt = checkpoint.Checkpointer(cfg.model_dir + "/checkpoints", cfg.checkpoint,
                                  cfg.full_signature())
   start = ckpt.latest_step() or 0
-  batches = data(start)
+  shard = batches_lib.input_shard(mesh)
+  batches = data(start, shard)
   example = next(batches)
   setup = build_setup(cfg, model, example, mesh)
   state, data_step = init_or_restore(cfg, model, setup, example, ckpt, pretrained)
   if data_step != start:  # the checkpoint records the data position explicitly
-    batches, example = data(data_step), None
+    batches, example = data(data_step, shard), None
   batches = batches if example is None else itertools.chain([example], batches)
   step_fn = compile_step(cfg, model, setup)
   eval_fn = evaluate.make_evaluator(model, setup.mesh, cfg.mesh.rules, eval_data,
@@ -210,7 +265,7 @@ def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, me
   tracker = None
   for step in range(first, cfg.train_steps + 1):
     local = next(batches)
-    batch = batches_lib.to_global(local, setup.batch_shardings)
+    batch = setup.to_global(local)
     if tracker is None:  # compile once, ahead of time, to read the step's FLOPs as well
       step_fn = step_fn.lower(state, batch).compile()
       flops = metrics_lib.compiled_flops(step_fn)

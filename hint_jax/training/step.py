@@ -10,8 +10,10 @@ from hint_jax.data import features
 from hint_jax.models import interface
 from hint_jax.training import state as state_lib
 
-# Features indexed by `task_index` rather than one row per example; when the batch has a
-# `task_index`, every microbatch sees them whole. Without it, row b belongs to example b.
+# Features indexed by `task_index` rather than one row per example. A grouped table
+# [cells, R, I] (`batches.group_task_rows`) is split with the examples, each microbatch taking its
+# own cells; a flat table [T, I] with a `task_index` is seen whole by every microbatch. Without
+# `task_index`, row b belongs to example b.
 TABLE_FEATURES = (features.HYPER_ENCODER_INPUT_TOKENS,)
 SUM_KEYS = ("loss_sum", "weight_sum", "z_loss", "correct_sum", "cross_entropy_sum")
 
@@ -20,7 +22,8 @@ TrainStep = Callable[[state_lib.TrainState, types.Batch],
 
 
 def _microbatches(batch: types.Batch, num: int) -> tuple[dict, dict]:
-  """(per-example features as [num, B/num, ...], table features). Example j -> microbatch j % num.
+  """(per-example features as [num, B/num, ...], whole table features). Example (or table
+  cell) j -> microbatch j % num.
 
   Interleaving keeps each microbatch spread evenly over the data-parallel shards, so splitting
   needs no communication.
@@ -28,7 +31,7 @@ def _microbatches(batch: types.Batch, num: int) -> tuple[dict, dict]:
   split, table = {}, {}
   indexed = features.TASK_INDEX in batch
   for key, value in batch.items():
-    if indexed and key in TABLE_FEATURES:
+    if indexed and key in TABLE_FEATURES and value.ndim == 2:
       table[key] = value
       continue
     b = value.shape[0]

@@ -1,4 +1,7 @@
-"""HintModel: encode-once API, equivalences (plain backbone, full forward, de-dup, cached decode)."""
+"""HintModel: encode-once API, equivalences (plain backbone, full forward, de-dup, grouped task
+rows, cached decode, remat)."""
+import dataclasses
+
 import chex
 import flax.linen as nn
 import hint_tiny
@@ -12,6 +15,8 @@ from hint_jax.data import features
 from hint_jax.models import hint
 from hint_jax.peft import spec
 from hint_jax.t5 import model as t5_model
+from hint_jax.training import batches
+from hint_jax.training import step as step_lib
 
 F = features
 HINT = hint_tiny.HINT
@@ -147,3 +152,42 @@ def test_table_without_task_index_must_have_one_row_per_example(hint_model):
   b.pop(F.TASK_INDEX)
   with pytest.raises(ValueError, match="task_index"):
     jax.eval_shape(model.forward, params, b)
+
+
+def test_grouped_task_rows_equal_flat_table(hint_model):
+  """[G, R, I] tables (one per data shard x microbatch, `batches.group_task_rows`), read within
+  each example's group, give the flat table's logits, whole and per microbatch as the train step
+  splits them."""
+  _, params = hint_model
+  b = hint_tiny.batch(num_examples=8, num_tasks=3)
+  flat = hint_tiny.forward(HINT, params, b)
+  grouped = batches.group_task_rows(jax.device_get(b), shards=4, microbatches=1)
+  assert grouped[F.HYPER_ENCODER_INPUT_TOKENS].shape == (4, 2, 8)
+  out = hint_tiny.forward(HINT, params, {k: jnp.asarray(v) for k, v in grouped.items()})
+  chex.assert_trees_all_close(out, flat, atol=1e-5, rtol=1e-4)
+  grouped = batches.group_task_rows(jax.device_get(b), shards=2, microbatches=2)
+  split, whole = step_lib._microbatches(  # pylint: disable=protected-access
+      {k: jnp.asarray(v) for k, v in grouped.items()}, 2)
+  assert not whole
+  for m in range(2):
+    out = hint_tiny.forward(HINT, params, {k: v[m] for k, v in split.items()})
+    chex.assert_trees_all_close(out, flat[m::2], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["minimal", "full"])
+def test_remat_policies_give_the_same_loss_and_gradients(hint_model, policy):
+  """Rematerialisation only trades memory for recomputation: loss and gradients (with dropout
+  on, so the recomputed masks must match) equal the policy-"none" ones."""
+  _, params = hint_model
+  b = hint_tiny.batch(seed=3)
+  rng = jax.random.PRNGKey(7)
+
+  def grads(cfg):
+    def loss(p):
+      return hint_tiny.model(cfg).loss_fn(p, b, rng)[0]
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  t5 = dataclasses.replace(HINT.t5, dropout_rate=0.1)
+  want = grads(hint_tiny.variant(t5=t5))
+  got = grads(hint_tiny.variant(t5=dataclasses.replace(t5, remat_policy=policy)))
+  chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-5)

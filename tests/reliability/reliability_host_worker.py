@@ -16,15 +16,14 @@ from hint_jax.run import distributed
 def main(port: str, process_id: str, model_dir: str, heartbeat_s: str) -> None:
   distributed.initialize(f"127.0.0.1:{port}", 2, int(process_id),
                          heartbeat_timeout_s=int(heartbeat_s))
-  import jax  # pylint: disable=import-outside-toplevel
   import reliability_helpers  # pylint: disable=import-outside-toplevel  # tests/training path
   import training_toy_model as toy  # pylint: disable=import-outside-toplevel
 
   from hint_jax.training import loop  # pylint: disable=import-outside-toplevel
-  data = toy.source(process_index=jax.process_index(), process_count=jax.process_count())
+  data = toy.source()
 
-  def source(start):
-    for i, batch in enumerate(data(start), start):
+  def source(start, shard):
+    for i, batch in enumerate(data(start, shard), start):
       time.sleep(0.1)
       print(f"DRILL batch {i}", flush=True)
       yield batch

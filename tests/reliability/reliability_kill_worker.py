@@ -39,8 +39,8 @@ def main(model_dir: str, steps: str, period: str, step_sleep: str, save_delay: s
 
   handler._save_fn = slow_save  # pylint: disable=protected-access
 
-  def source(start):
-    for i, batch in enumerate(data(start), start):
+  def source(start, shard):
+    for i, batch in enumerate(data(start, shard), start):
       time.sleep(float(step_sleep))
       _say(f"batch {i}")
       yield batch

@@ -35,8 +35,8 @@ class _Interrupted(Exception):
 def _interrupting_source(at_step):
   data = toy_model.source()
 
-  def source(start):
-    for i, b in enumerate(data(start), start):
+  def source(start, shard):
+    for i, b in enumerate(data(start, shard), start):
       if i == at_step:
         raise _Interrupted()
       yield b
@@ -95,8 +95,8 @@ class _NanAtStep(toy_model.ToyModel):
 def _poisoned_source(bad_index):
   data = toy_model.source()
 
-  def source(start):
-    for i, b in enumerate(data(start), start):
+  def source(start, shard):
+    for i, b in enumerate(data(start, shard), start):
       if i == bad_index:
         b = {**b, F.DECODER_LOSS_WEIGHTS: np.zeros_like(b[F.DECODER_LOSS_WEIGHTS])}
       yield b

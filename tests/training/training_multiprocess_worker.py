@@ -24,13 +24,14 @@ def main(port: str, process_id: str, num_processes: str, model_dir: str, out: st
   import training_toy_model as toy  # pylint: disable=import-outside-toplevel
 
   assert jax.process_count() == int(num_processes) and jax.device_count() == 8
-  state = spec.train(model_dir, toy.source(process_index=jax.process_index(),
-                                           process_count=jax.process_count()))
-  flat = traverse_util.flatten_dict(state.params(), sep="/")
-  gathered = {k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
-              for k, v in flat.items()}
-  if jax.process_index() == 0:
-    np.savez(out, **gathered)
+  for model_parallel in spec.LAYOUTS:
+    state = spec.train(os.path.join(model_dir, str(model_parallel)), toy.source(),
+                       model_parallel)
+    flat = traverse_util.flatten_dict(state.params(), sep="/")
+    gathered = {k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
+                for k, v in flat.items()}
+    if jax.process_index() == 0:
+      np.savez(f"{out}.{model_parallel}.npz", **gathered)
   jax.distributed.shutdown()
 
 

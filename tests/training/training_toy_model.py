@@ -24,7 +24,7 @@ class _Hypernet(nn.Module):
     wi = _param(self, "wi", (EMBED, MLP), (axes.EMBED, axes.MLP))
     wo = _param(self, "wo", (MLP, EMBED), (axes.MLP, axes.EMBED))
     mask = (table_TI > 0)[..., None]
-    pooled_TD = (emb[table_TI] * mask).sum(1) / jnp.maximum(mask.sum(1), 1)
+    pooled_TD = (emb[table_TI] * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1)
     return jax.nn.gelu(pooled_TD @ wi) @ wo
 
 
@@ -53,7 +53,17 @@ class _Net(nn.Module):
 
   def __call__(self, batch, rng_dropout=None):
     task_TD = self.hypernet(batch[F.HYPER_ENCODER_INPUT_TOKENS])
-    return self.backbone(batch, task_TD[batch[F.TASK_INDEX]], rng_dropout)
+    return self.backbone(batch, _task_rows(task_TD, batch[F.TASK_INDEX]), rng_dropout)
+
+
+def _task_rows(task_TD, index_B):
+  """Each example's task row; a grouped [G, R, D] table (`batches.group_task_rows`) is read
+  within each example's group of B / G consecutive examples, as `HintModel` reads it."""
+  if task_TD.ndim == 2:
+    return task_TD[index_B]
+  groups, rows = task_TD.shape[:2]
+  group_B = jnp.arange(index_B.shape[0]) // (index_B.shape[0] // groups)
+  return task_TD.reshape(groups * rows, -1)[group_B * rows + index_B]
 
 
 class ToyModel:
@@ -114,18 +124,18 @@ def make_batch(step: int, batch_size: int = 16, seed: int = 0, num_tasks: int = 
           F.DECODER_TARGET_TOKENS: targets, F.DECODER_LOSS_WEIGHTS: weights}
 
 
-def source(batch_size: int = 16, seed: int = 0, process_index: int = 0, process_count: int = 1,
-           num_tasks: int = 4):
-  """`data(start_step)` over `make_batch`, yielding this process's rows of each global batch."""
-  def data(start_step):
+def source(batch_size: int = 16, seed: int = 0, num_tasks: int = 4):
+  """`data(start_step, shard)` over `make_batch`, yielding the shard's rows of each global
+  batch."""
+  def data(start_step, shard):
     for s in itertools.count(start_step):
       b = make_batch(s, batch_size, seed, num_tasks)
-      n = batch_size // process_count
-      rows = slice(process_index * n, (process_index + 1) * n)
+      n = batch_size // shard.count
+      rows = slice(shard.index * n, (shard.index + 1) * n)
       local = {k: (v if k == F.HYPER_ENCODER_INPUT_TOKENS else v[rows]) for k, v in b.items()}
-      # Each process holds its own (here: rotated) task table with indices into it, as the
-      # real pipeline does; the trainer must offset them into the global table.
-      perm = np.roll(np.arange(num_tasks), process_index)
+      # Each shard holds its own (here: rotated) task table with indices into it, as the
+      # real pipeline does.
+      perm = np.roll(np.arange(num_tasks), shard.index)
       local[F.HYPER_ENCODER_INPUT_TOKENS] = b[F.HYPER_ENCODER_INPUT_TOKENS][perm]
       local[F.TASK_INDEX] = np.argsort(perm)[local[F.TASK_INDEX]].astype(np.int32)
       yield local
