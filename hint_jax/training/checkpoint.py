@@ -216,28 +216,51 @@ def latest_step(directory: epath.PathLike) -> int:
     FileNotFoundError: the directory is missing or holds no checkpoint.
   """
   mgr = _reader(directory)
-  step = mgr.latest_step()
-  mgr.close()
+  try:
+    step = mgr.latest_step()
+  finally:
+    mgr.close()
   if step is None:
     raise FileNotFoundError(f"no checkpoint found in {directory}")
   return step
 
 
+def _unreadable(where: str, e: Exception) -> CorruptCheckpointError:
+  return CorruptCheckpointError(f"checkpoint {where} is unreadable: {type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:300]}")
+
+
 def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
-  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint."""
+  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint.
+
+  Raises:
+    CorruptCheckpointError: the step's array metadata or arrays cannot be read (one line).
+    ValueError: the step holds no trainable/frozen params (not a hint_jax trainer checkpoint).
+  """
   step = latest_step(directory) if step is None else step
-  mgr = _reader(directory)
-  tree = mgr.item_metadata(step)["state"]
-  missing = [k for k in ("trainable", "frozen") if k not in (tree or {})]
-  if missing:
+  where = f"{directory}/{step}"
+  mgr = _reader(directory)  # closed on every path (an open one prints event-loop tracebacks)
+  try:
+    try:
+      tree = mgr.item_metadata(step)["state"]
+    except Exception as e:  # a missing or garbled step directory
+      raise _unreadable(where, e) from e
+    if not tree:
+      raise CorruptCheckpointError(f"checkpoint {where} is unreadable: no array metadata "
+                                   "(state/_METADATA missing or empty)")
+    missing = [k for k in ("trainable", "frozen") if k not in tree]
+    if missing:
+      raise ValueError(f"checkpoint {where} has no {' or '.join(missing)} params; "
+                       "it was not written by the hint_jax trainer")
+    wanted = {k: tree[k] for k in ("trainable", "frozen")}
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+    try:
+      out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=wanted, restore_args=args, partial_restore=True)))["state"]
+    except Exception as e:  # truncated or damaged array files
+      raise _unreadable(where, e) from e
+  finally:
     mgr.close()
-    raise ValueError(f"checkpoint {directory}/{step} has no {' or '.join(missing)} params; "
-                     "it was not written by the hint_jax trainer")
-  wanted = {k: tree[k] for k in ("trainable", "frozen")}
-  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
-  out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=wanted, restore_args=args, partial_restore=True)))["state"]
-  mgr.close()
   flat = dict(traverse_util.flatten_dict(out["trainable"], sep="/"))
   flat.update(traverse_util.flatten_dict(out["frozen"], sep="/"))
   return flat
