@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,13 +39,33 @@ class Buckets:
 
 
 def params_fingerprint(params: types.PyTree, config: Any = None) -> str:
-  """sha256 over the config repr and every parameter's path, shape, dtype and bytes."""
+  """sha256 over the config repr and every parameter's path, shape, dtype and bytes.
+
+  The content identity of a model: new weights at the same path and step (a retrain in place,
+  a moved symlink) get a new fingerprint, so they never reuse another model's cache entries.
+  """
   h = hashlib.sha256(repr(config).encode())
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    arr = np.asarray(leaf)
+    arr = np.ascontiguousarray(np.asarray(leaf))
     h.update(f"{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
-    h.update(arr.tobytes())
+    h.update(arr.reshape(-1).view(np.uint8))  # no copy, any dtype (bfloat16 included)
   return h.hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+  """sha256 prefix of a file's bytes ('' when there is no such file)."""
+  if not path or not os.path.isfile(path):
+    return ""
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _signature(entry: cache_lib.Adaptation) -> tuple[Any, dict[str, tuple]]:
+  """(TaskParams tree structure, {array name: (shape, dtype)}) of a cache entry."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(entry.task_params)
+  named = {jax.tree_util.keystr(p): x for p, x in leaves}
+  named.update({f"extra.{k}": v for k, v in entry.extra_arrays().items()})
+  return treedef, {k: (tuple(x.shape), np.dtype(x.dtype).name) for k, x in named.items()}
 
 
 def _check_texts(name: str, values: Any) -> list[str]:
@@ -82,6 +103,30 @@ def _check_shapes(model: hint.HintModel, params: types.PyTree, where: str) -> No
     raise ValueError(f"checkpoint {where} does not match its model config ({len(diff)} arrays "
                      f"differ, e.g. {diff[0]}: saved {got.get(diff[0])}, config "
                      f"{want.get(diff[0])})")
+
+
+# Allowed values of the numeric decode options: (test, the range in words).
+OPTION_RANGES = {
+    "max_decode_len": (lambda v: v >= 1, "an integer >= 1"),
+    "num_beams": (lambda v: v >= 1, "an integer >= 1"),
+    "temperature": (lambda v: v > 0 and np.isfinite(v),
+                    "a finite number > 0 (use method greedy for argmax)"),
+    "top_k": (lambda v: v >= 0, "an integer >= 0 (0: no top-k filter)"),
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "length_penalty": (lambda v: np.isfinite(v), "a finite number"),
+}
+_INTEGER_OPTIONS = ("max_decode_len", "num_beams", "top_k")
+
+
+def check_option(name: str, value: Any) -> None:
+  """Raises a one-line ValueError naming the decode option and its allowed range."""
+  if name not in OPTION_RANGES:
+    return
+  test, allowed = OPTION_RANGES[name]
+  kinds = (int, np.integer) if name in _INTEGER_OPTIONS else (int, float, np.number)
+  ok = isinstance(value, kinds) and not isinstance(value, bool) and bool(test(value))
+  if not ok:
+    raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 _COMPILED: dict = {}
@@ -146,14 +191,19 @@ class Predictor:
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
     self.concat_template, self.cache_memory = concat_template, cache_memory
     self.checkpoint_id = checkpoint_id or params_fingerprint(params, model.config)
-    self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir)
+    self.source = self.checkpoint_id  # `<model dir>@<step>` when loaded by from_checkpoint
+    self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir, validate=self._validate)
     max_i = model.config.max_instruction_length
     self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
     self._encode_task, self._generate, self._score = _compiled(model)
+    self._signatures: dict[int, tuple] = {}
     self.truncated = {"instructions": 0, "inputs": 0}  # texts cut to the biggest bucket
-    # Cache keys also depend on how text becomes tokens: vocabulary and truncation length.
-    self._key_scope = (f"{self.checkpoint_id}|{getattr(vocab, 'path', '')}|"
-                       f"{self._instruction_buckets[-1]}")
+    # Cache keys depend on everything that shapes an entry or its values: the weights (content
+    # fingerprint), how text becomes tokens (vocabulary bytes, truncation length) and what is
+    # cached (H_I or its cross-attention keys/values).
+    vocab_path = getattr(vocab, "path", "")
+    self._key_scope = (f"{self.checkpoint_id}|{vocab_path}#{_file_digest(vocab_path)}|"
+                       f"{self._instruction_buckets[-1]}|cache_memory={bool(cache_memory)}")
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,
@@ -168,9 +218,12 @@ class Predictor:
     config, params, identity = checkpoint_io.load(model_dir, step, config)
     model = hint.HintModel(config)
     _check_shapes(model, params, identity)
+    fingerprint = params_fingerprint(params, config)  # on the host arrays, before transfer
     params = jax.tree.map(jnp.asarray, params)
-    return cls(model, params, vocab or vocab_lib.get_vocabulary(), checkpoint_id=identity,
-               **kwargs)
+    predictor = cls(model, params, vocab or vocab_lib.get_vocabulary(),
+                    checkpoint_id=kwargs.pop("checkpoint_id", None) or fingerprint, **kwargs)
+    predictor.source = identity
+    return predictor
 
   @property
   def uses_instruction(self) -> bool:
@@ -185,6 +238,32 @@ class Predictor:
     encoding = self._encode_task(self.params, jnp.asarray(tokens_1I), self.cache_memory)
     return cache_lib.Adaptation(encoding.task_params, encoding.encoded, encoding.mask,
                                 encoding.memory)
+
+  def _expected(self, length: int) -> tuple:
+    """The signature of an entry for an instruction bucket `length` (traced once, no compute)."""
+    if length not in self._signatures:
+      tokens = jax.ShapeDtypeStruct((1, length), jnp.int32)
+      encoding = jax.eval_shape(self._encode_task, self.params, tokens,
+                                cache_memory=self.cache_memory)
+      self._signatures[length] = _signature(cache_lib.Adaptation(
+          encoding.task_params, encoding.encoded, encoding.mask, encoding.memory))
+    return self._signatures[length]
+
+  def _validate(self, entry: cache_lib.Adaptation) -> None:
+    """Raises a one-line ValueError unless a disk entry fits this model (structure, shapes,
+    dtypes), as the cache requires before serving it."""
+    length = self._instruction_buckets[0] if entry.mask is None else entry.mask.shape[1]
+    if length not in self._instruction_buckets:
+      raise ValueError(f"instruction length {length} is not one of this predictor's buckets "
+                       f"{self._instruction_buckets}")
+    want_tree, want = self._expected(length)
+    got_tree, got = _signature(entry)
+    diff = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+    if diff:
+      raise ValueError(f"{len(diff)} arrays do not fit this model, e.g. {diff[0]}: "
+                       f"{got.get(diff[0])} vs expected {want.get(diff[0])}")
+    if got_tree != want_tree:
+      raise ValueError(f"TaskParams structure differs from this model's: {got_tree}")
 
   def adaptation(self, instruction: str) -> cache_lib.Adaptation:
     """Cached (TaskParams, H_I, mask) of one instruction, generated on a miss."""
@@ -265,6 +344,8 @@ class Predictor:
     opts.setdefault("method", "greedy")
     if opts["method"] not in ("greedy", "sample", "beam"):
       raise ValueError(f"decode method must be greedy, sample or beam, got {opts['method']!r}")
+    for name, value in opts.items():
+      check_option(name, value)
     return tuple(sorted(opts.items())), jax.random.key(seed)
 
   def generate(self, instructions: Sequence[str], inputs: Sequence[str],

@@ -72,14 +72,31 @@ def unflatten(arrays: Mapping[str, np.ndarray],
   return spec.TaskParams(**{s: _site(arrays, scales, s) for s in spec.SITES})
 
 
+def new_file_mode(path: str) -> int:
+  """The permission bits a plain `open(path, "w")` would give: the existing file's, else
+  0666 minus the umask (temp files from `mkstemp` start at 0600, which breaks shared dirs)."""
+  try:
+    return os.stat(path).st_mode & 0o777
+  except FileNotFoundError:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to a temp file beside `path`, then renames it (no partial files)."""
+  """Writes `data` to a temp file beside `path`, then renames it (no partial files).
+
+  Safe for concurrent writers in separate processes: each writes its own temp file in the same
+  directory and `os.replace` is atomic, so a reader sees one complete file or none. The file
+  keeps the mode `new_file_mode` gives, not mkstemp's 0600.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+    os.chmod(tmp, new_file_mode(path))
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -88,24 +105,37 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def save(path: str, task_params: spec.TaskParams,
-         extra: Mapping[str, np.ndarray] | None = None) -> None:
-  """Writes TaskParams (plus optional `extra.<name>` arrays) to one safetensors file, atomically."""
-  arrays, metadata = flatten(task_params)
+         extra: Mapping[str, np.ndarray] | None = None,
+         metadata: Mapping[str, str] | None = None) -> None:
+  """Writes TaskParams (plus optional `extra.<name>` arrays and string `metadata`) to one
+  safetensors file, atomically."""
+  arrays, meta = flatten(task_params)
   for name, value in (extra or {}).items():
     arrays[f"extra.{name}"] = np.asarray(value)
   arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-  atomic_write_bytes(path, safetensors.numpy.save(arrays, metadata=metadata))
+  meta.update(metadata or {})
+  atomic_write_bytes(path, safetensors.numpy.save(arrays, metadata=meta))
 
 
-def load(path: str) -> tuple[spec.TaskParams, dict[str, np.ndarray]]:
-  """Reads a file written by `save`: (TaskParams of numpy arrays, extra arrays by name)."""
+def load(path: str, *, with_metadata: bool = False):
+  """Reads a file written by `save`: (TaskParams of numpy arrays, extra arrays by name), plus
+  its string metadata when `with_metadata`.
+
+  Raises:
+    ValueError: the file is truncated, garbled or not a TaskParams file (one line naming it).
+  """
   with open(path, "rb") as f:
     data = f.read()
-  arrays = safetensors.numpy.load(data)
-  metadata = _read_metadata(data)
-  extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
-  params = {k: v for k, v in arrays.items() if not k.startswith("extra.")}
-  return unflatten(params, metadata), extra
+  try:
+    arrays = safetensors.numpy.load(data)
+    metadata = _read_metadata(data)
+    extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
+    params = unflatten({k: v for k, v in arrays.items() if not k.startswith("extra.")},
+                       metadata)
+  except Exception as e:  # safetensors raises its own SafetensorError (not a ValueError)
+    raise ValueError(f"{path}: not a readable TaskParams file ({type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:200]})") from e
+  return (params, extra, metadata) if with_metadata else (params, extra)
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:

@@ -50,7 +50,8 @@ def test_from_checkpoint_matches_in_memory_predictor(tmp_path, run, where):
     checkpoint_io.save_config(str(tmp_path), cfg)
   loaded = predictor_lib.Predictor.from_checkpoint(str(tmp_path), buckets=BUCKETS)
   assert loaded.model.config == cfg
-  assert loaded.checkpoint_id.endswith("@7")
+  assert loaded.source.endswith("@7")
+  assert loaded.checkpoint_id == predictor_lib.params_fingerprint(params, cfg)
   jax.tree.map(np.testing.assert_array_equal, loaded.params, params)
   direct = predictor_lib.Predictor(model, params, loaded.vocab, buckets=BUCKETS)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
