@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 
@@ -44,8 +48,13 @@ def run_infer(predictor, requests: Sequence[dict], output_path: str, batch_size:
     Throughput statistics: examples, seconds, examples_per_s, distinct_instructions, cache.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  from hint_jax.serving import task_params_io  # pylint: disable=g-import-not-at-top
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
   start = time.perf_counter()
   directory = os.path.dirname(os.path.abspath(output_path))
+  mode = task_params_io.new_file_mode(output_path)  # not mkstemp's 0600
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".infer-", suffix=".jsonl")
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as out, tqdm(
@@ -57,9 +66,11 @@ def run_infer(predictor, requests: Sequence[dict], output_path: str, batch_size:
         for record, pred in zip(chunk, preds):
           out.write(json.dumps({**record, "prediction": pred}, ensure_ascii=False) + "\n")
         bar.update(len(chunk))
+    os.chmod(tmp, mode)
     os.replace(tmp, output_path)
-  except BaseException:
-    os.remove(tmp)
+  except BaseException:  # signals included (`terminate_on_signals` turns them into exceptions)
+    if os.path.exists(tmp):
+      os.remove(tmp)
     raise
   seconds = time.perf_counter() - start
   stats = predictor.cache.stats
@@ -68,7 +79,33 @@ def run_infer(predictor, requests: Sequence[dict], output_path: str, batch_size:
           "distinct_instructions": len({r["instruction"] for r in requests}),
           "truncated": dict(getattr(predictor, "truncated", {})),
           "cache": {"hits": stats.hits, "disk_hits": stats.disk_hits, "misses": stats.misses,
-                    "evictions": stats.evictions}}
+                    "evictions": stats.evictions,
+                    "bad_entries": getattr(stats, "bad_entries", 0)}}
+
+
+class Terminated(BaseException):
+  """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so temp files are removed."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
+
+
+@contextlib.contextmanager
+def terminate_on_signals(signums=(signal.SIGTERM, signal.SIGHUP)):
+  """Raises `Terminated` in the main thread on these signals (their default kills the process
+  without running any cleanup); the previous handlers come back on exit."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  def handler(signum, _frame):
+    raise Terminated(signum)
+  previous = {s: signal.signal(s, handler) for s in signums}
+  try:
+    yield
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +138,34 @@ def _infer_parser() -> argparse.ArgumentParser:
   return p
 
 
+# Numeric flags: (test, allowed range in words); checked before any file is read or written.
+_FLAG_RANGES = {
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "max_decode_len": (lambda v: v >= 1, "an integer >= 1"),
+    "num_beams": (lambda v: v >= 1, "an integer >= 1"),
+    "temperature": (lambda v: 0 < v < math.inf, "a finite number > 0 (--method greedy for argmax)"),
+    "top_k": (lambda v: v >= 0, "an integer >= 0 (0: no top-k filter)"),
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "cache_mb": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "step": (lambda v: v is None or v >= 0, "an integer >= 0"),
+}
+
+
+def check_flags(args: argparse.Namespace) -> str | None:
+  """The first invalid flag as one line (`--flag must be ..., got x`), or None."""
+  for name, (test, allowed) in _FLAG_RANGES.items():
+    value = getattr(args, name)
+    if not test(value):  # NaN fails every comparison, so it is refused too
+      return f"--{name} must be {allowed}, got {value}"
+  for name in ("input", "output", "model_dir"):
+    if not getattr(args, name):
+      return f"--{name} must not be empty"
+  if os.path.abspath(args.output) == os.path.abspath(args.input):
+    return f"--output must differ from --input ({args.input} would be overwritten)"
+  return None
+
+
 def _decode_options(args: argparse.Namespace) -> dict:
   opts = {"method": args.method, "max_decode_len": args.max_decode_len, "seed": args.seed}
   if args.method == "beam":
@@ -113,25 +178,40 @@ def _decode_options(args: argparse.Namespace) -> dict:
 def infer_main(argv: Sequence[str] | None = None) -> int:
   """`hint-jax infer`: returns the exit status (errors are one line on stderr, no output file)."""
   args = _infer_parser().parse_args(argv)
+  problem = check_flags(args)
+  if problem:
+    print(f"hint-jax infer: error: bad command line: {problem}", file=sys.stderr)
+    return 2
   logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only notices; errors are ours
   try:
-    from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-    from hint_jax.serving import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
-    requests = _read_requests(args.input)
-    predictor = predictor_lib.Predictor.from_checkpoint(
-        args.model_dir, step=args.step, vocab=vocab_lib.get_vocabulary(args.vocab),
-        cache_dir=args.cache_dir, cache_bytes=int(args.cache_mb * 2**20),
-        cache_memory=not args.no_cache_memory,
-        buckets=predictor_lib.Buckets(batch_sizes=tuple(sorted({1, 8, args.batch_size})),
-                                      max_decode_len=args.max_decode_len))
-    stats = run_infer(predictor, requests, args.output, args.batch_size,
-                      progress=not args.no_progress, **_decode_options(args))
-  except (OSError, ValueError) as e:
+    with terminate_on_signals():
+      stats = _infer(args)
+  except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: CorruptCheckpointError
     print(f"hint-jax infer: error: {type(e).__name__}: {' '.join(str(e).split())}",
           file=sys.stderr)
     return 1
+  except (KeyboardInterrupt, Terminated) as e:
+    name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
+    print(f"hint-jax infer: error: interrupted by {name}; no output written to {args.output}",
+          file=sys.stderr)
+    return 128 + getattr(e, "signum", signal.SIGINT)
   print(json.dumps(stats), file=sys.stderr)
   return 0
+
+
+def _infer(args: argparse.Namespace) -> dict:
+  """Loads the model and runs the requests (flags already checked)."""
+  from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  from hint_jax.serving import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+  requests = _read_requests(args.input)
+  predictor = predictor_lib.Predictor.from_checkpoint(
+      args.model_dir, step=args.step, vocab=vocab_lib.get_vocabulary(args.vocab),
+      cache_dir=args.cache_dir, cache_bytes=int(args.cache_mb * 2**20),
+      cache_memory=not args.no_cache_memory,
+      buckets=predictor_lib.Buckets(batch_sizes=tuple(sorted({1, 8, args.batch_size})),
+                                    max_decode_len=args.max_decode_len))
+  return run_infer(predictor, requests, args.output, args.batch_size,
+                   progress=not args.no_progress, **_decode_options(args))
 
 
 def _flops_parser() -> argparse.ArgumentParser:
