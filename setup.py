@@ -19,6 +19,10 @@ _CORE = [
     "tqdm>=4.60",
     "matplotlib>=3.7",
     "safetensors>=0.4",
+    # streaming training input (hint_jax/data/streaming.py, `hint-jax cache-tasks`)
+    "grain>=0.2.18,<0.3",
+    "array_record>=0.7",
+    "msgpack>=1.0",
 ]
 
 setuptools.setup(

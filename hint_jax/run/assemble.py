@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-from hint_jax.data import pipeline
+from hint_jax.data import pipeline, streaming
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
 from hint_jax.training import batches, checkpoint
@@ -26,6 +26,11 @@ class DataConfig:
     seed: data seed (shuffling), independent of the model seed.
     converter: 'hint' (instruction table for the hypernetwork) or 'concat' (baseline).
     num_task_rows: rows of the per-batch instruction table (default: local batch size).
+    cache_dir: training only: stream batches from this `hint-jax cache-tasks` directory
+      (`data/streaming.py`: each process reads only its own rows, start-up and memory flat in
+      the dataset size) instead of tokenizing every task into memory (`data/pipeline.py`).
+      Same batch format; a different (equally deterministic) example order. Evaluation sets
+      are always read in memory.
   """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
@@ -34,6 +39,7 @@ class DataConfig:
   seed: int = 0
   converter: str = "hint"
   num_task_rows: int | None = None
+  cache_dir: str | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "task_feature_lengths", dict(self.task_feature_lengths))
@@ -53,6 +59,11 @@ def signature(cfg: model_config.HintConfig) -> str:
 def train_source(cfg: DataConfig):
   """`data(start_step, shard)` yielding this process's input shard of each global batch."""
   def data(start_step: int, shard: batches.InputShard):
+    if cfg.cache_dir:
+      return streaming.train_iterator(
+          cfg.cache_dir, cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths,
+          cfg.batch_size, seed=cfg.seed, shard_id=shard.index, num_shards=shard.count,
+          start_step=start_step, converter=cfg.converter, num_task_rows=cfg.num_task_rows)
     return pipeline.train_iterator(
         cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths, cfg.batch_size,
         seed=cfg.seed, shard_id=shard.index, num_shards=shard.count,

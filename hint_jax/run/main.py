@@ -61,9 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   `hint-jax train|eval|infer --gin_file=...` run gin-configured jobs; `hint-jax infer
   --model_dir=D --input=requests.jsonl --output=predictions.jsonl` serves a jsonl file of
-  {instruction, input} records with the cached Predictor; `hint-jax flops` prints FLOPs tables.
+  {instruction, input} records with the cached Predictor; `hint-jax flops` prints FLOPs tables;
+  `hint-jax cache-tasks NAME... --output_dir=D` tokenizes tasks into a streaming cache.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] == "cache-tasks":  # tokenize tasks once for the streaming pipeline
+    from hint_jax.run import cache_tasks  # pylint: disable=import-outside-toplevel
+    return cache_tasks.main(argv[1:])
   serving_main = _serving_command(argv)
   if serving_main is not None:
     return serving_main(argv[1:])

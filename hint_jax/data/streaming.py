@@ -1,0 +1,211 @@
+"""Streaming training batches from a task cache: Grain index sampling, per-host random reads.
+
+The example at global position p (batch `p // B`, row `p % B`) is a pure function of
+`(seed, p)`, computed lazily, without any per-epoch table:
+
+1. Mixture epochs of `E = sum(quotas)` slots, `quotas` as in `pipeline.load_source` (mixture
+   rates scaled to the total example count; T0's `examples_rate` caps reach us as rates).
+   Slot `p % E` of epoch `p // E` goes through Grain's `index_shuffle` (a Feistel permutation
+   seeded per epoch) onto a task `t` (the slot's range of `quotas`) and a position in task
+   t's own stream, which continues from one mixture epoch to the next.
+2. Each task's stream is `MapDataset.source(ArrayRecordDataSource).shuffle(seed_t).repeat()`,
+   so every task epoch is a fresh lazy permutation of that task's records.
+
+A process fed by `InputShard(index, count)` reads only rows `[index * B / count, ...)` of each
+global batch: record by record from the ArrayRecord files, so start-up costs one manifest per
+task and host memory is that of a few batches plus the files' record indices (8 bytes per
+example, loaded when a file is first read). Batches are built by `converters.convert`, as in
+`pipeline.TrainIterator`, and prefetched in order by Grain threads.
+"""
+import bisect
+import dataclasses
+import functools
+import itertools
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import grain
+import numpy as np
+
+from hint_jax.data import cache, converters
+
+Batch = converters.Batch
+_LOG = logging.getLogger(__name__)
+_MIX_STREAM = 1 << 20  # seed-sequence key of the mixture shuffle (tasks use 0, 1, ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedSource:
+  """The cached tasks of a task or mixture, their sizes, rates and per-epoch quotas."""
+  name: str
+  task_names: tuple[str, ...]
+  sizes: tuple[int, ...]
+  rates: tuple[float, ...]
+  quotas: tuple[int, ...]
+  shards: tuple[tuple[str, ...], ...]  # per task: ArrayRecord read instructions
+
+  @property
+  def epoch_size(self) -> int:
+    return sum(self.quotas)
+
+
+def mixture_quotas(sizes: Sequence[int], rates: Sequence[float]) -> tuple[int, ...]:
+  """Examples of each task per mixture epoch: rates scaled to the total size (one task: all)."""
+  if len(sizes) == 1:
+    return (int(sizes[0]),)
+  total, total_rate = sum(sizes), sum(rates)
+  return tuple(max(1, round(total * r / total_rate)) for r in rates)
+
+
+def open_source(cache_dir: str | os.PathLike, name: str, split: str) -> CachedSource:
+  """Reads the manifests of `name`/`split` (a cached task or mixture); opens no data file.
+
+  Raises:
+    cache.CacheError: not cached, or a manifest or shard is missing (one line).
+  """
+  manifest = cache.read_manifest(cache_dir, name, split)
+  if manifest["kind"] == "task":
+    rates = [(name, 1.0)]
+  else:
+    rates = [(t["name"], float(t["rate"])) for t in manifest["tasks"] if t["rate"] > 0]
+    if not rates:
+      raise cache.CacheError(f"mixture {name!r} in {cache_dir} has no task with a positive rate")
+  tasks = [cache.read_manifest(cache_dir, t, split) for t, _ in rates]
+  for t, m in zip(rates, tasks):
+    if m["kind"] != "task":
+      raise cache.CacheError(f"{t[0]}/{split} in {cache_dir} is a mixture, not a task; "
+                             "nested mixtures are not supported by the cache")
+  sizes = tuple(int(m["num_examples"]) for m in tasks)
+  return CachedSource(name, tuple(t for t, _ in rates), sizes, tuple(r for _, r in rates),
+                      mixture_quotas(sizes, [r for _, r in rates]),
+                      tuple(tuple(cache.shard_instructions(cache_dir, m)) for m in tasks))
+
+
+def _seed32(seed: int, stream: int) -> int:
+  return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+class QuotaEpochs(grain.transforms.DatasetSelectionMap):
+  """Global position -> (task, position in that task's stream): lazily shuffled quota epochs."""
+
+  def __init__(self, quotas: Sequence[int], seed: int):
+    self._quotas = tuple(int(q) for q in quotas)
+    self._ends = list(np.cumsum(self._quotas).tolist())
+    self._epoch = self._ends[-1]
+    self._seed = _seed32(seed, _MIX_STREAM)
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __getitem__(self, index: int) -> tuple[int, int]:
+    epoch, offset = divmod(int(index), self._epoch)
+    slot = grain.experimental.index_shuffle(
+        offset, max_index=self._epoch - 1, seed=(self._seed + epoch) % 2**32, rounds=4)
+    task = bisect.bisect_right(self._ends, slot)
+    start = self._ends[task - 1] if task else 0
+    return task, epoch * self._quotas[task] + slot - start
+
+
+class HostRows(grain.transforms.DatasetSelectionMap):
+  """Local row h of a host -> global position: block `index` of `count` of each batch of B."""
+
+  def __init__(self, batch_size: int, index: int, count: int):
+    self._batch, self._local = batch_size, batch_size // count
+    self._offset = index * self._local
+
+  def __len__(self) -> int:
+    return sys.maxsize // self._batch * self._local
+
+  def __getitem__(self, h: int) -> tuple[int, int]:
+    step, row = divmod(int(h), self._local)
+    return 0, step * self._batch + self._offset + row
+
+
+def examples_dataset(source: CachedSource, seed: int) -> grain.MapDataset:
+  """The endless, seeded example stream of `source`: position -> decoded example dict."""
+  tasks = [grain.MapDataset.source(grain.sources.ArrayRecordDataSource(list(shards)))
+           .shuffle(seed=_seed32(seed, t)).repeat()
+           for t, shards in enumerate(source.shards)]
+  mixed = grain.MapDataset.select_from_datasets(tasks, QuotaEpochs(source.quotas, seed))
+  return mixed.map(cache.decode_example)
+
+
+def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> None:
+  if batch_size % num_shards:
+    raise ValueError(f"global batch size {batch_size} is not divisible by {num_shards} shards")
+  if not 0 <= shard_id < num_shards:
+    raise ValueError(f"shard_id {shard_id} not in [0, {num_shards})")
+
+
+def _convert(rows: Sequence[dict], kind: str, lengths: Mapping[str, int],
+             num_task_rows: int | None) -> tuple[Batch, converters.ConvertStats]:
+  return converters.convert(kind, rows, lengths, num_task_rows)
+
+
+class StreamIterator:
+  """Endless iterator of this process's block of each global batch, read from a cache.
+
+  Same batches format and attributes (`step`, `stats`, `local_batch_size`, `examples_at`) as
+  `pipeline.TrainIterator`.
+  """
+
+  def __init__(self, source: CachedSource, feature_lengths: Mapping[str, int], batch_size: int,
+               seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
+               converter: str = "hint", num_task_rows: int | None = None,
+               prefetch: int = 2, num_threads: int = 1):
+    _check_sharding(batch_size, shard_id, num_shards)
+    self.source, self.lengths, self.batch_size = source, dict(feature_lengths), batch_size
+    self.seed, self.shard_id, self.converter = seed, shard_id, converter
+    self.local_batch_size = batch_size // num_shards
+    self.step = start_step
+    self.stats = converters.ConvertStats()
+    examples = examples_dataset(source, seed)
+    rows = grain.MapDataset.select_from_datasets(
+        [examples], HostRows(batch_size, shard_id, num_shards))
+    self._rows = rows.batch(self.local_batch_size, batch_fn=list)
+    batches = self._rows[start_step:].map(functools.partial(
+        _convert, kind=converter, lengths=self.lengths, num_task_rows=num_task_rows))
+    options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    self._batches = (iter(batches.to_iter_dataset(options)) if prefetch
+                     else (batches[i] for i in itertools.count()))
+
+  def examples_at(self, step: int) -> list[dict]:
+    """The raw examples of this process's rows of global batch `step`."""
+    return self._rows[step]
+
+  def __iter__(self) -> "StreamIterator":
+    return self
+
+  def __next__(self) -> Batch:
+    batch, stats = next(self._batches)
+    if sum(stats.truncated.values()) and not sum(self.stats.truncated.values()):
+      _LOG.warning("%s: truncating over-long sequences (step %d: %s); see iterator.stats",
+                   self.source.name, self.step, dict(stats.truncated))
+    self.stats.update(stats)
+    self.step += 1
+    return batch
+
+
+def train_iterator(cache_dir: str | os.PathLike, name: str, split: str,
+                   feature_lengths: Mapping[str, int], batch_size: int, seed: int = 0,
+                   shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
+                   converter: str = "hint", num_task_rows: int | None = None,
+                   prefetch: int = 2) -> StreamIterator:
+  """Deterministic, endless, shuffled training batches of a cached task or mixture.
+
+  Args:
+    cache_dir: directory written by `hint-jax cache-tasks`.
+    name, split, feature_lengths, batch_size, seed, shard_id, num_shards, start_step,
+      converter, num_task_rows: as for `pipeline.train_iterator`.
+    prefetch: batches read ahead by a Grain thread (0: none, read on `next`).
+
+  Returns:
+    A `StreamIterator` yielding block `shard_id` of `num_shards` of each global batch.
+
+  Raises:
+    cache.CacheError: `name`/`split` is not (completely) cached in `cache_dir`.
+  """
+  return StreamIterator(open_source(cache_dir, name, split), feature_lengths, batch_size, seed,
+                        shard_id, num_shards, start_step, converter, num_task_rows, prefetch)

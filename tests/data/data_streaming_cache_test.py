@@ -1,0 +1,72 @@
+"""Tests of `hint-jax cache-tasks` on small generated SeqIO tasks: the cache holds exactly the
+in-memory pipeline's examples, mixtures keep T0's capped rates, errors are one line."""
+import functools
+
+import numpy as np
+import pytest
+
+from hint_jax.data import cache, pipeline, streaming
+from hint_jax.data import features as F
+from hint_jax.run import main as main_lib
+
+SMALL, BIG, MIX = "stream_test_small", "stream_test_big", "stream_test_mix"
+LENGTHS = {F.INSTRUCTION: 8, F.INPUTS: 8, F.TARGETS: 4}
+
+
+def _records(split: str, n: int, word: str):
+  del split
+  return [{F.INSTRUCTION: f"Repeat the {word}.", F.INPUTS: f"{word} number {i}",
+           F.TARGETS: f"{word} {i}", "task": word} for i in range(n)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _register():
+  from tasks import common  # pylint: disable=import-outside-toplevel  # TF only in this file
+  common.add_task(SMALL, common.function_source(functools.partial(_records, n=8, word="cat"),
+                                                ("train",)))
+  common.add_task(BIG, common.function_source(functools.partial(_records, n=30, word="dog"),
+                                              ("train",)))
+  common.add_mixture(MIX, [SMALL, BIG], default_rate=functools.partial(common.examples_rate,
+                                                                       cap=12))
+
+
+def _cli(capsys, *args):
+  status = main_lib.main(["cache-tasks", *map(str, args)])
+  out = capsys.readouterr()
+  return status, out.out, out.err
+
+
+def test_cache_of_a_mixture_equals_the_in_memory_examples(tmp_path, capsys):
+  status, out, err = _cli(capsys, MIX, "--output_dir", tmp_path, "--examples_per_shard", 7)
+  assert status == 0, err
+  assert "cached 38 examples of 2 task(s)" in out and f"{BIG}/train: 30 examples" in err
+  manifest = cache.read_manifest(tmp_path, MIX, "train")
+  rates = {t["name"]: t["rate"] for t in manifest["tasks"]}
+  assert rates == {SMALL: 8.0, BIG: 12.0}  # min(examples, cap=12)
+  mixture = pipeline._registry().get_mixture_or_task(MIX)  # pylint: disable=protected-access
+  assert rates == {t.name: mixture.get_rate(t) for t in mixture.tasks}  # what seqio computes
+  for name in (SMALL, BIG):
+    want = pipeline.load_task(name, "train")
+    task = cache.read_manifest(tmp_path, name, "train")
+    data = streaming.grain.sources.ArrayRecordDataSource(cache.shard_instructions(tmp_path, task))
+    got = [cache.decode_example(data[i]) for i in range(len(data))]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+      assert g.keys() == w.keys()
+      for k in w:
+        np.testing.assert_array_equal(g[k], w[k], err_msg=k)
+  batch = next(streaming.train_iterator(tmp_path, MIX, "train", LENGTHS, batch_size=4))
+  assert batch[F.ENCODER_INPUT_TOKENS].shape == (4, 8)
+  status, _, err = _cli(capsys, SMALL, "--output_dir", tmp_path)
+  assert status == 0 and "already cached (8 examples)" in err
+
+
+def test_unknown_task_and_unwritable_dir_are_one_line_errors(tmp_path, capsys):
+  status, _, err = _cli(capsys, "no_such_task", "--output_dir", tmp_path)
+  assert status == 1 and err.count("\n") == 1
+  assert err.startswith("hint-jax: error: ValueError: unknown task or mixture 'no_such_task'")
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  status, _, err = _cli(capsys, SMALL, "--output_dir", blocker / "cache")
+  assert status == 1 and err.count("\n") == 1 and "is not writable" in err
+  assert not list(tmp_path.glob("**/*.array_record"))
