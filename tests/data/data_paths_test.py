@@ -22,4 +22,4 @@ def test_env_var_redirects_sni_records(monkeypatch, tmp_path):
   monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
   records = list(sni_examples.records("test"))
   assert [(r["task"], r["instruction"], r["targets"]) for r in records] == [
-      ("task7_x", "Definition: Echo.\n\n", "a")]
+      ("task7_x", "Echo.", "a")]

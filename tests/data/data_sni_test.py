@@ -31,8 +31,8 @@ def test_tk_instruct_strings_for_a_real_instance(shared_data):
   assert task.category == "cause_effect_classification" and task.is_english
 
 
-def test_hint_and_concat_records_split_the_tk_instruct_string(shared_data):
-  cfg = sni_examples.SniConfig(num_pos=2, sni_dir=shared_data / "sni")
+def test_split_mimic_and_concat_records_split_the_tk_instruct_string(shared_data):
+  cfg = sni_examples.SniConfig(num_pos=2, fmt="split_mimic", sni_dir=shared_data / "sni")
   task = sni_reader.read_task(COPA, cfg.sni_dir)
   hint = sni_examples.task_records(task, "test", cfg)[0]
   concat = sni_examples.task_records(
@@ -96,7 +96,7 @@ def test_non_english_tasks_are_filtered(tmp_path):
 
 
 def test_splits_are_deterministic_and_disjoint(shared_data):
-  cfg = sni_examples.SniConfig(sni_dir=shared_data / "sni")
+  cfg = sni_examples.SniConfig(sni_dir=shared_data / "sni", dev_fraction=0.1)
   train, dev = sni_examples.task_names("train", cfg), sni_examples.task_names("validation", cfg)
   assert not set(train) & set(dev) and len(dev) == 15 and len(train) == 136
   assert dev == sni_examples.task_names("validation", cfg)

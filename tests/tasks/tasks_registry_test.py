@@ -26,7 +26,7 @@ def test_all_tasks_registered_and_reimport_is_harmless():
 
 
 def test_sni_strings_through_seqio():
-  examples = pipeline.load_task("sni_def_2pos_hint", "test")
+  examples = pipeline.load_task("sni_def_2pos_split_mimic", "test")
   copa = next(e for e in examples if e["task"] == "task1393_superglue_copa_text_completion")
   assert copa["instruction_pretokenized"].startswith("Definition: In this task, you are given")
   assert copa["instruction_pretokenized"].endswith(" Output: B.\n\n")
