@@ -5,6 +5,10 @@ HINT's hypernetwork input for P3 is the promptsource template with every field r
 of one template: the words present (in order) in every prompt are template text, each run of
 varying words is one `[MASK]`. Short islands (<= 2 words) between masks are field content that
 happened to match and are folded into the mask.
+
+As T0 (and the original HINT's `t0_train` mixture), only the T0 training datasets train by default
+(held-out datasets, `_score_eval` scoring variants and other P3 datasets are skipped; `t0_tasks`),
+and a dataset over 500k examples is capped at 500k split evenly over its templates.
 """
 import dataclasses
 import difflib
@@ -18,10 +22,10 @@ from collections.abc import Iterator, Sequence
 from etils import epath
 
 from hint_jax.data import features as F
-from hint_jax.data import paths
+from hint_jax.data import paths, t0_tasks
 
 MASK = "[MASK]"
-T0_MIXING_CAP = 500_000  # T0: examples-proportional mixing, each dataset capped at 500k
+T0_MIXING_CAP = t0_tasks.MAX_EXAMPLES_PER_DATASET  # T0: each dataset capped at 500k examples
 _TOKEN = re.compile(r"\S+|\n")
 _ISLAND = 2
 
@@ -79,8 +83,14 @@ class P3Config:
     p3_dir: directory with `templates/*.jsonl` (None = the configured data).
     fmt: "hint" (masked template -> instruction) or "concat" (prompt only, T0 style).
     validation_per_template: last examples of each template kept for `validation`.
-    cap: at most this many examples per template (a seeded subset; T0's mixing cap).
+    cap: T0's per-dataset cap: a dataset with more examples keeps a seeded subset of
+      `cap // num_templates` examples of each of its templates (T0's examples-proportional
+      mixing limit); smaller datasets keep everything. The dataset size is T0's train size for
+      the T0 datasets, else the template's record count (each unknown template its own dataset);
+      `num_templates` counts the dataset's templates present in the data.
     seed: seed of the capped subset.
+    t0_train_only: keep only templates of the T0 training datasets (`t0_tasks`): held-out
+      datasets, `_score_eval` variants and other P3 datasets never train.
     tfrecord_dir: read P3 tfrecords instead, laid out as in the P3 release:
       `<tfrecord_dir>/<task>/<split>.tfrecord-*` (splits are the file prefixes).
   """
@@ -90,6 +100,7 @@ class P3Config:
   validation_per_template: int = 5
   cap: int = T0_MIXING_CAP
   seed: int = 0
+  t0_train_only: bool = True
 
 
 def read_jsonl(path: epath.Path) -> list[dict]:
@@ -143,19 +154,39 @@ def template_files(cfg: P3Config) -> list[epath.Path]:
   return files
 
 
+def _selected(names: Sequence[str], cfg: P3Config) -> dict[str, int]:
+  """{template name: template count of its dataset} for the templates kept by the T0 filter."""
+  kept = [n for n in names if not cfg.t0_train_only or t0_tasks.train_dataset(n) is not None]
+  dataset = {n: t0_tasks.train_dataset(n) or n for n in kept}
+  per_dataset: dict = {}
+  for n in kept:
+    if not t0_tasks.normalise(n).endswith(t0_tasks.SCORE_EVAL_SUFFIX):
+      per_dataset[dataset[n]] = per_dataset.get(dataset[n], 0) + 1
+  return {n: per_dataset.get(dataset[n], 1) for n in kept}
+
+
+def _capped(recs: list, name: str, num_templates: int, cfg: P3Config) -> list:
+  """T0's cap: a seeded `cap // num_templates` subset when the template's dataset is over `cap`."""
+  size = t0_tasks.T0_TRAIN_DATASETS.get(t0_tasks.train_dataset(name), len(recs))
+  limit = t0_tasks.template_cap(size, num_templates, cfg.cap)
+  if limit is None or len(recs) <= limit:
+    return recs
+  return random.Random(f"{cfg.seed}/{name}").sample(recs, limit)
+
+
 def tfrecord_records(split: str, cfg: P3Config) -> Iterator[dict]:
   """Yields records of `<tfrecord_dir>/<task>/<split>.tfrecord-*`, task by task (sorted)."""
   root = epath.Path(cfg.tfrecord_dir)
   task_dirs = sorted(p for p in root.iterdir() if p.is_dir())
   if not task_dirs:
     raise P3FormatError(f"no P3 task directories under {root}")
-  for task_dir in task_dirs:
+  num_templates = _selected([d.name for d in task_dirs], cfg)
+  for task_dir in (d for d in task_dirs if d.name in num_templates):
     recs = [r for f in sorted(task_dir.glob(f"{split}.tfrecord*")) for r in read_tfrecord(str(f))]
     if not recs:
       continue
     template = masked_template([r["inputs"] for r in recs]) if cfg.fmt == "hint" else ""
-    if len(recs) > cfg.cap:
-      recs = random.Random(f"{cfg.seed}/{task_dir.name}").sample(recs, cfg.cap)
+    recs = _capped(recs, task_dir.name, num_templates[task_dir.name], cfg)
     for r in recs:
       yield {F.INSTRUCTION: template, F.INPUTS: r["inputs"], F.TARGETS: r["targets"],
              "task": task_dir.name}
@@ -168,13 +199,14 @@ def records(split: str, cfg: P3Config = P3Config()) -> Iterator[dict]:
     return
   if split not in ("train", "validation"):
     raise ValueError(f"unknown P3 split {split!r}; available: ('train', 'validation')")
-  for path in template_files(cfg):
+  files = template_files(cfg)
+  num_templates = _selected([f.stem for f in files], cfg)
+  for path in (f for f in files if f.stem in num_templates):
     recs = read_jsonl(path)
     template = _template_of(str(path)) if cfg.fmt == "hint" else ""
     cut = len(recs) - cfg.validation_per_template
-    chosen = recs[:cut] if split == "train" else recs[cut:]
-    if len(chosen) > cfg.cap:
-      chosen = random.Random(f"{cfg.seed}/{path.stem}").sample(chosen, cfg.cap)
+    chosen = _capped(recs[:cut] if split == "train" else recs[cut:], path.stem,
+                     num_templates[path.stem], cfg)
     for r in chosen:
       yield {F.INSTRUCTION: template, F.INPUTS: r["inputs"], F.TARGETS: r["targets"].strip(),
              "task": r.get("template", path.stem)}

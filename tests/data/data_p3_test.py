@@ -29,17 +29,17 @@ def test_records_hint_and_concat_and_splits(tmp_path):
   recs = [{"template": "amz_neg", "inputs": p, "targets": t + " "}
           for p, t in zip(PROMPTS * 2, ["No", "Yes", "No", "No", "Yes", "No"])]
   _write_templates(tmp_path, {"amz_neg": recs})
-  cfg = p3.P3Config(p3_dir=tmp_path, validation_per_template=2)
+  cfg = p3.P3Config(p3_dir=tmp_path, validation_per_template=2, t0_train_only=False)
   train = list(p3.records("train", cfg))
   valid = list(p3.records("validation", cfg))
   assert [r["inputs"] for r in train + valid] == [r["inputs"] for r in recs]
   assert train[0] == {"instruction": "Title: [MASK]\nReview: [MASK]\nIs this review negative?",
                       "inputs": PROMPTS[0], "targets": "No", "task": "amz_neg"}
   concat = list(p3.records("train", p3.P3Config(p3_dir=tmp_path, fmt="concat",
-                                                validation_per_template=2)))
+                                                validation_per_template=2, t0_train_only=False)))
   assert concat[0]["instruction"] == "" and concat[0]["inputs"] == PROMPTS[0]
   capped = list(p3.records("train", p3.P3Config(p3_dir=tmp_path, cap=2,
-                                                validation_per_template=2)))
+                                                validation_per_template=2, t0_train_only=False)))
   assert len(capped) == 2
 
 
@@ -48,7 +48,8 @@ def test_malformed_line_names_file_and_line(tmp_path):
   path = tmp_path / "templates" / "bad.jsonl"
   path.write_text('{"inputs": "a", "targets": "b"}\n{"inputs": "a"}\n')
   with pytest.raises(p3.P3FormatError, match=f"{path}:2: missing field 'targets'"):
-    list(p3.records("train", p3.P3Config(p3_dir=tmp_path, validation_per_template=0)))
+    list(p3.records("train", p3.P3Config(p3_dir=tmp_path, validation_per_template=0,
+                                         t0_train_only=False)))
   path.write_text('{"inputs": \n')
   with pytest.raises(p3.P3FormatError, match=f"{path}:1: malformed JSON"):
     p3.read_jsonl(path)
@@ -79,7 +80,7 @@ def test_records_from_p3_tfrecord_layout(tmp_path):
   (tmp_path / "amz_neg").mkdir()
   _write_tfrecord(tmp_path / "amz_neg" / "train.tfrecord-00000-of-00001", PROMPTS, ["a", "b", "c"])
   _write_tfrecord(tmp_path / "amz_neg" / "validation.tfrecord-00000-of-00001", PROMPTS[:1], ["a"])
-  cfg = p3.P3Config(tfrecord_dir=tmp_path)
+  cfg = p3.P3Config(tfrecord_dir=tmp_path, t0_train_only=False)
   train = list(p3.records("train", cfg))
   assert [r["targets"] for r in train] == ["a", "b", "c"]
   assert train[0]["instruction"] == "Title: [MASK]\nReview: [MASK]\nIs this review negative?"
