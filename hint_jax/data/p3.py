@@ -1,8 +1,10 @@
 """P3 / T0 records: readers (p3_sample jsonl, P3 tfrecords) and masked-template instructions.
 
 HINT's hypernetwork input for P3 is the promptsource template with every field replaced by
-`[MASK]`. promptsource is not a dependency, so the template is recovered from the rendered prompts
-of one template: the words present (in order) in every prompt are template text, each run of
+`[MASK]`. The original's hand-edited templates (`t0_edited_prompts.txt`, Apache-2.0, see its
+NOTICE) are used for every template they cover. Otherwise (or without that file), since
+promptsource is not a dependency, the template is recovered from the rendered prompts of one
+template: the words present (in order) in every prompt are template text, each run of
 varying words is one `[MASK]`. Short islands (<= 2 words) between masks are field content that
 happened to match and are folded into the mask.
 
@@ -15,9 +17,10 @@ import difflib
 import functools
 import json
 import os
+import pathlib
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from etils import epath
 
@@ -27,6 +30,9 @@ from hint_jax.data import paths, t0_tasks
 MASK = "[MASK]"
 T0_MIXING_CAP = t0_tasks.MAX_EXAMPLES_PER_DATASET  # T0: each dataset capped at 500k examples
 _TOKEN = re.compile(r"\S+|\n")
+_FIELD = re.compile(r"\[[A-Za-z0-9_]+\]")
+EDITED_PROMPTS_PATH = pathlib.Path(__file__).with_name("t0_edited_prompts.txt")
+_ENTRY_SEPARATOR = "*" * 28
 _ISLAND = 2
 
 
@@ -75,6 +81,37 @@ def masked_template(prompts: Sequence[str], max_compare: int = 16) -> str:
   return _join(out)
 
 
+@functools.lru_cache(maxsize=4)
+def edited_prompts(path: str = str(EDITED_PROMPTS_PATH)) -> dict[str, str]:
+  """{P3 task key: masked template} of the original's hand-edited prompts ({} without the file).
+
+  Keys are `_prompt_key` of "<dataset>_<subset>_<template name>"; every `[FIELD]` is `[MASK]`.
+  """
+  file = pathlib.Path(path)
+  if not file.exists():
+    return {}
+  out = {}
+  for entry in file.read_text(encoding="utf-8").split(_ENTRY_SEPARATOR):
+    parts = entry.strip().split("\t||||\t")
+    if len(parts) == 3:
+      out[_prompt_key(parts[0] + "_" + parts[1])] = _FIELD.sub(MASK, parts[2])
+  return out
+
+
+def _prompt_key(task_name: str) -> str:
+  key = t0_tasks.normalise(task_name).lower()
+  return key.removesuffix(t0_tasks.SCORE_EVAL_SUFFIX)
+
+
+def instruction_for(name: str, recover: Callable[[], str], cfg: "P3Config") -> str:
+  """The hypernetwork text of template `name` ("" for `concat`): the edited prompt if there is
+  one (and `cfg.edited_prompts`), else `recover()` (the template recovered from the prompts)."""
+  if cfg.fmt != "hint":
+    return ""
+  edited = edited_prompts().get(_prompt_key(name)) if cfg.edited_prompts else None
+  return recover() if edited is None else edited
+
+
 @dataclasses.dataclass(frozen=True)
 class P3Config:
   """How P3 records are built.
@@ -91,6 +128,8 @@ class P3Config:
     seed: seed of the capped subset.
     t0_train_only: keep only templates of the T0 training datasets (`t0_tasks`): held-out
       datasets, `_score_eval` variants and other P3 datasets never train.
+    edited_prompts: use the original's hand-edited masked templates where they cover a template
+      (False: always recover the template from the rendered prompts).
     tfrecord_dir: read P3 tfrecords instead, laid out as in the P3 release:
       `<tfrecord_dir>/<task>/<split>.tfrecord-*` (splits are the file prefixes).
   """
@@ -101,6 +140,7 @@ class P3Config:
   cap: int = T0_MIXING_CAP
   seed: int = 0
   t0_train_only: bool = True
+  edited_prompts: bool = True
 
 
 def read_jsonl(path: epath.Path) -> list[dict]:
@@ -185,7 +225,8 @@ def tfrecord_records(split: str, cfg: P3Config) -> Iterator[dict]:
     recs = [r for f in sorted(task_dir.glob(f"{split}.tfrecord*")) for r in read_tfrecord(str(f))]
     if not recs:
       continue
-    template = masked_template([r["inputs"] for r in recs]) if cfg.fmt == "hint" else ""
+    template = instruction_for(
+        task_dir.name, lambda recs=recs: masked_template([r["inputs"] for r in recs]), cfg)
     recs = _capped(recs, task_dir.name, num_templates[task_dir.name], cfg)
     for r in recs:
       yield {F.INSTRUCTION: template, F.INPUTS: r["inputs"], F.TARGETS: r["targets"],
@@ -203,7 +244,7 @@ def records(split: str, cfg: P3Config = P3Config()) -> Iterator[dict]:
   num_templates = _selected([f.stem for f in files], cfg)
   for path in (f for f in files if f.stem in num_templates):
     recs = read_jsonl(path)
-    template = _template_of(str(path)) if cfg.fmt == "hint" else ""
+    template = instruction_for(path.stem, lambda path=path: _template_of(str(path)), cfg)
     cut = len(recs) - cfg.validation_per_template
     chosen = _capped(recs[:cut] if split == "train" else recs[cut:], path.stem,
                      num_templates[path.stem], cfg)

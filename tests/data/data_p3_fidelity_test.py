@@ -66,3 +66,18 @@ def test_shared_sample_keeps_its_t0_training_templates(shared_data):
   # files are empty.
   assert len(names) == 278
   assert not any(n.startswith("commonsense_qa") for n in names)
+
+
+def test_the_originals_edited_prompts_are_the_instruction(shared_data, tmp_path):
+  cfg = p3.P3Config(p3_dir=shared_data / "p3_sample")
+  first = next(p3.records("validation", cfg))
+  assert first["task"] == "adversarial_qa_dbert_answer_the_following_q"
+  assert first["instruction"] == (
+      'Given the following passage\n\n"[MASK]",\n\nanswer the following question. Note that the '
+      "answer is present within the text.\n\nQuestion: [MASK]")
+  prompts = p3.edited_prompts()
+  assert len(prompts) == 399 and "[" not in prompts["cos_e_v1_11_explain_why_human"].replace(
+      "[MASK]", "")
+  recovered = next(p3.records("validation", p3.P3Config(p3_dir=cfg.p3_dir, edited_prompts=False)))
+  assert recovered["instruction"] != first["instruction"] and "[MASK]" in recovered["instruction"]
+  assert p3.edited_prompts(str(tmp_path / "absent.txt")) == {}
