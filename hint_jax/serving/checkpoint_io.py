@@ -113,8 +113,8 @@ def _quiet_closed_loop(hook=None) -> None:
 def _load_step(model_dir: str, ckpt_dir: str, step: int,
                config: model_config.HintConfig | None) -> tuple[model_config.HintConfig, dict]:
   from hint_jax.training import checkpoint  # pylint: disable=g-import-not-at-top  # orbax
+  flat = checkpoint.load_params(ckpt_dir, step)  # first: an emptied step is damage, not config
   config = config or _read_config(model_dir, ckpt_dir, step)
-  flat = checkpoint.load_params(ckpt_dir, step)
   return config, traverse_util.unflatten_dict(flat, sep="/")
 
 

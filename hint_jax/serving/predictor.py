@@ -208,20 +208,23 @@ class Predictor:
   @classmethod
   def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,
                       **kwargs) -> Predictor:
-    """Loads the latest (or given) step of a trainer model directory.
+    """Loads the newest readable (or the given) step of a trainer model directory.
 
-    The model config comes from `config`, the checkpoint meta or `<model_dir>/hint_config.json`;
-    the vocabulary defaults to the committed one.
+    A damaged newer step is skipped with one warning line (`checkpoint_io.load`). The model
+    config comes from `config`, the checkpoint meta or `<model_dir>/hint_config.json`; the
+    vocabulary defaults to the committed one. `checkpoint_id` defaults to the weights'
+    fingerprint; `source` is `<model_dir>@<step>`.
     """
     from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
     from hint_jax.serving import checkpoint_io  # pylint: disable=g-import-not-at-top  # orbax
     config, params, identity = checkpoint_io.load(model_dir, step, config)
     model = hint.HintModel(config)
     _check_shapes(model, params, identity)
-    fingerprint = params_fingerprint(params, config)  # on the host arrays, before transfer
+    # The cache identity is the weights' content (hashed on the host arrays, before transfer).
+    checkpoint_id = kwargs.pop("checkpoint_id", None) or params_fingerprint(params, config)
     params = jax.tree.map(jnp.asarray, params)
     predictor = cls(model, params, vocab or vocab_lib.get_vocabulary(),
-                    checkpoint_id=kwargs.pop("checkpoint_id", None) or fingerprint, **kwargs)
+                    checkpoint_id=checkpoint_id, **kwargs)
     predictor.source = identity
     return predictor
 

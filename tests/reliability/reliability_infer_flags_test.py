@@ -143,3 +143,34 @@ def test_output_file_keeps_umask_permissions(tmp_path, umask, existing, mode):
     os.umask(old)
   assert stat.S_IMODE(out.stat().st_mode) == mode
   assert json.loads(out.read_text())["prediction"] == "x"
+
+
+@pytest.fixture(scope="module")
+def predictor():
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from reliability_helpers import tiny_hint  # pylint: disable=import-outside-toplevel
+
+  from hint_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+  from hint_jax.serving import predictor as predictor_lib  # pylint: disable=import-outside-toplevel
+  model, params = tiny_hint()
+  return predictor_lib.Predictor(model, jax.tree.map(jnp.asarray, params),
+                                 vocab_lib.get_vocabulary(), checkpoint_id="flags")
+
+
+@pytest.mark.parametrize("option,value,allowed", [
+    ("max_decode_len", 0, "an integer >= 1"),
+    ("num_beams", 0, "an integer >= 1"),
+    ("temperature", -0.5, "a finite number > 0"),
+    ("top_p", 2.0, "a number in (0, 1]"),
+    ("top_k", -1, "an integer >= 0"),
+    ("max_decode_len", 2.5, "an integer >= 1"),
+])
+def test_predictor_rejects_out_of_range_options_before_decoding(predictor, option, value,
+                                                                allowed):
+  misses = predictor.cache.stats.misses
+  with pytest.raises(ValueError) as info:
+    predictor.generate(["Say yes."], ["x"], method="sample", **{option: value})
+  assert str(info.value).startswith(f"{option} must be {allowed}")
+  assert str(info.value).endswith(f"got {value!r}") and "\n" not in str(info.value)
+  assert predictor.cache.stats.misses == misses  # refused before any instruction was encoded
