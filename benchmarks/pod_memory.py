@@ -147,6 +147,10 @@ def collective_bytes(hlo: str) -> dict[str, dict[str, float]]:
   return out
 
 
+def _say(message: str) -> None:
+  print(f"pod_memory: {message}", file=sys.stderr, flush=True)
+
+
 def run(args) -> dict:
   """Lowers and compiles the configured train step; returns the measurements."""
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -168,8 +172,10 @@ def run(args) -> dict:
   model = hint.HintModel(model_cfg)
   example = _example(data_cfg, args.concat, args.task_rows)
   start = time.perf_counter()
+  _say(f"lowering {args.model} on {args.devices} devices ...")
   lowered = loop.lower_step(train_cfg, model, example)
   lower_s = time.perf_counter() - start
+  _say(f"lowered in {lower_s:.0f} s; compiling (tens of minutes at XL/XXL on 2 cores) ...")
   constraints = partitioner.count_sharding_constraints(lowered.as_text())
   start = time.perf_counter()
   compiled = lowered.compile()

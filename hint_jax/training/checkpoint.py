@@ -69,7 +69,8 @@ class Checkpointer:
   """Saves and restores `{'state': TrainState, 'meta': json}` under `directory`.
 
   `meta` holds `signature` (a string describing the model and optimizer config; restoring under
-  a different signature is refused), `data_step` (batches consumed) and anything the caller adds.
+  a different signature is refused), the data position (`data_step` batches consumed,
+  `data_examples` examples at `global_batch_size`) and anything the caller adds.
   """
 
   def __init__(self, directory: epath.PathLike, cfg: CheckpointConfig, signature: str):

@@ -42,6 +42,7 @@ class Setup:
   batch_shardings: dict[str, Any]
   partitioner: partitioner_lib.Partitioner | None = None
   num_microbatches: int = 1
+  global_batch_size: int = 0  # examples per step, all processes together
 
   def prepare(self, local: HostBatch) -> dict[str, np.ndarray]:
     """This process's host batch as the step takes it: one instruction table per data shard
@@ -79,8 +80,10 @@ def build_setup(cfg: config_lib.TrainConfig, model: interface.Model, example: Ho
       step=rep, trainable=trainable_sh, frozen=frozen_sh,
       opt_state=sharding.shardings_like(abstract.opt_state, flat, mesh), rng=rep, skipped=rep)
   batch_sh = batches_lib.feature_shardings(example, mesh, rules)
+  global_batch = (metrics_lib.count_examples(example)
+                  * batches_lib.input_shard(mesh).count)
   return Setup(mesh, tx, schedule, abstract, shardings, batch_sh, partitioner,
-               cfg.num_microbatches)
+               cfg.num_microbatches, global_batch)
 
 
 def _zeros_like(example: HostBatch) -> dict[str, np.ndarray]:
@@ -106,14 +109,37 @@ def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
 
 def init_or_restore(cfg, model, setup, example, ckpt: checkpoint.Checkpointer,
                     pretrained: Mapping[str, Any] | None) -> tuple[state_lib.TrainState, int]:
-  """(state, data step): the latest checkpoint of `model_dir` if any, else a fresh state."""
+  """(state, data step): the latest checkpoint of `model_dir` if any, else a fresh state, and
+  the data step to continue at (the checkpoint's examples consumed / this run's batch size).
+
+  Raises:
+    ValueError: see `data_start`.
+  """
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         setup.abstract, setup.shardings)
   restored = ckpt.restore_latest(target)  # skips (and reports) corrupted newer steps
   if restored is None:
     return _fresh_state(cfg, model, setup, example, pretrained), 0
   step, state, meta = restored
-  return state, int(meta.get("data_step", step))
+  if "data_examples" not in meta:  # older checkpoints: steps of an unrecorded batch size
+    return state, int(meta.get("data_step", step))
+  return state, data_start(int(meta["data_examples"]), setup.global_batch_size,
+                           meta.get("global_batch_size"))
+
+
+def data_start(examples: int, batch_size: int, saved_batch_size: int | None) -> int:
+  """The data step to resume at after `examples` consumed, at global batch size `batch_size`.
+
+  Raises:
+    ValueError: the batch size changed and does not divide the examples consumed (resuming
+      would skip or repeat examples).
+  """
+  if examples % batch_size:
+    raise ValueError(
+        f"cannot resume at global batch size {batch_size}: the checkpoint consumed {examples} "
+        f"examples at batch size {saved_batch_size}, not a multiple of {batch_size}; resume "
+        f"with batch size {saved_batch_size} (or a divisor of {examples})")
+  return examples // batch_size
 
 
 def compile_step(cfg, model, setup: Setup) -> partitioner_lib.Jitted:
@@ -192,9 +218,13 @@ class _Tracker:
         time.perf_counter(), 0, 0, 0)
 
 
-def _save(ckpt, tracker: _Tracker, state, step: int, extra_meta: Mapping[str, Any]) -> None:
+def _save(ckpt, tracker: _Tracker, state, step: int, data_step: int, batch_size: int,
+          extra_meta: Mapping[str, Any]) -> None:
+  """Saves `state` with the data position: `data_step` batches of `batch_size` consumed."""
   tracker.flush()  # never save a state whose step has not been checked for finiteness
-  ckpt.save(step, state, {**extra_meta, "data_step": step})
+  ckpt.save(step, state, {**extra_meta, "data_step": data_step,
+                          "data_examples": data_step * batch_size,
+                          "global_batch_size": batch_size})
   tracker.last_good = step
 
 
@@ -248,7 +278,7 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   reporter = metrics_lib.Reporter(cfg.model_dir, cfg.train_steps, int(jax.device_get(state.step)),
                                   cfg.progress_bar)
   try:
-    state = _run(cfg, state, step_fn, batches, setup, ckpt, reporter, eval_fn,
+    state = _run(cfg, state, step_fn, batches, data_step, setup, ckpt, reporter, eval_fn,
                  dict(extra_meta or {}))
   finally:
     ckpt.close()
@@ -256,8 +286,12 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   return state
 
 
-def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, meta):
-  """Steps from the state's step to `train_steps`, checkpointing and evaluating on the way."""
+def _run(cfg, state, step_fn, batches, data_step: int, setup: Setup, ckpt, reporter, eval_fn,
+         meta):
+  """Steps from the state's step to `train_steps`, checkpointing and evaluating on the way.
+
+  `batches` starts at batch `data_step` of the data stream.
+  """
   first = int(jax.device_get(state.step)) + 1
   if first > cfg.train_steps:
     return state
@@ -276,7 +310,8 @@ def _run(cfg, state, step_fn, batches, setup: Setup, ckpt, reporter, eval_fn, me
     tracker.flush(keep_last=True)
     period = cfg.checkpoint.period
     if step == cfg.train_steps or (period and step % period == 0):
-      _save(ckpt, tracker, state, step, meta)
+      _save(ckpt, tracker, state, step, data_step + step - first + 1,
+            setup.global_batch_size, meta)
     _maybe_eval(cfg, step, state, eval_fn, reporter, force=step == cfg.train_steps)
   tracker.flush()
   return state

@@ -138,3 +138,33 @@ def test_metrics_and_eval_are_written_to_tensorboard(tmp_path):
               "train/tokens_per_s", "train/step_time", "train/mfu", "eval/loss",
               "eval/accuracy", "eval/exact_match"):
     assert tag in tags, (tag, tags)
+
+
+def _recording_source(starts, batch_size):
+  """toy batches of `batch_size` whose rows are examples [step * B, (step + 1) * B) of one
+  stream (as the real pipelines are); records every start step the trainer asks for."""
+  def source(start, shard):
+    starts.append(start)
+    for step in range(start, 10**6):
+      rows = [toy_model.make_batch(p // 16, 16)  # example p of the stream
+              for p in range(step * batch_size, (step + 1) * batch_size, 16)]
+      yield {k: (v if k == F.HYPER_ENCODER_INPUT_TOKENS else np.concatenate(
+          [r[k] for r in rows])) for k, v in rows[0].items()}
+  return source
+
+
+def test_resume_with_another_batch_size_continues_at_the_same_example(tmp_path):
+  """The data position is kept in examples: 4 steps of 16 then steps of 32 resume at data step
+  2 (example 64); a batch size that does not divide it is refused in one line."""
+  starts = []
+  loop.train(_cfg(tmp_path, 4), toy_model.ToyModel(), _recording_source(starts, 16))
+  assert starts == [0]
+  with pytest.raises(ValueError, match="cannot resume at global batch size 48: the checkpoint "
+                                       "consumed 64 examples at batch size 16"):
+    loop.train(_cfg(tmp_path, 6), toy_model.ToyModel(), _recording_source([], 48))
+  starts = []
+  state = loop.train(_cfg(tmp_path, 6), toy_model.ToyModel(), _recording_source(starts, 32))
+  assert int(state.step) == 6 and starts == [4, 2]  # asked at the step, then at the example
+  starts = []  # saved at step 6: 64 + 2 x 32 = 128 examples, data step 2 at batch 64
+  loop.train(_cfg(tmp_path, 7), toy_model.ToyModel(), _recording_source(starts, 64))
+  assert starts == [6, 2]
