@@ -8,16 +8,18 @@ The example at global position p (batch `p // B`, row `p % B`) is a pure functio
    Slot `p % E` of epoch `p // E` goes through Grain's `index_shuffle` (a Feistel permutation
    seeded per epoch) onto a task `t` (the slot's range of `quotas`) and a position in task
    t's own stream, which continues from one mixture epoch to the next.
-2. Each task's stream is `MapDataset.source(ArrayRecordDataSource).shuffle(seed_t).repeat()`,
-   so every task epoch is a fresh lazy permutation of that task's records.
+2. Task t's stream is its records under a fresh lazy permutation per task epoch, exactly as
+   `grain.MapDataset.range(n_t).shuffle(seed_t).repeat()` orders them.
 
 A process fed by `InputShard(index, count)` reads only rows `[index * B / count, ...)` of each
-global batch: record by record from the ArrayRecord files, so start-up costs one manifest per
-task and host memory is that of a few batches plus the files' record indices (8 bytes per
-example, loaded when a file is first read). Batches are built by `converters.convert`, as in
-`pipeline.TrainIterator`, and prefetched in order by Grain threads.
+global batch, by record index from the ArrayRecord files (one batched read per file and
+batch). So start-up costs one manifest per task, and host memory is that of a few batches
+plus the ArrayRecord indices of the files read (8 bytes per record, loaded on a file's first
+read). Batches are built by `converters.convert`, exactly as in `pipeline.TrainIterator`, and
+prefetched in order by a Grain thread.
 """
 import bisect
+import collections
 import dataclasses
 import functools
 import itertools
@@ -108,28 +110,77 @@ class QuotaEpochs(grain.transforms.DatasetSelectionMap):
     return task, epoch * self._quotas[task] + slot - start
 
 
-class HostRows(grain.transforms.DatasetSelectionMap):
-  """Local row h of a host -> global position: block `index` of `count` of each batch of B."""
+class ExampleIndex:
+  """Global position -> (task, record): the mixture's quota epochs, then the task's own
+  per-epoch permutation, exactly as `grain.MapDataset.range(n).shuffle(seed_t).repeat()`."""
 
-  def __init__(self, batch_size: int, index: int, count: int):
-    self._batch, self._local = batch_size, batch_size // count
-    self._offset = index * self._local
+  def __init__(self, source: CachedSource, seed: int):
+    self._mix = QuotaEpochs(source.quotas, seed)
+    self._sizes = source.sizes
+    self._seeds = tuple(_seed32(seed, t) for t in range(len(source.sizes)))
 
-  def __len__(self) -> int:
-    return sys.maxsize // self._batch * self._local
+  def __getitem__(self, position: int) -> tuple[int, int]:
+    task, k = self._mix[position]
+    epoch, offset = divmod(k, self._sizes[task])
+    return task, grain.experimental.index_shuffle(
+        offset, max_index=self._sizes[task] - 1, seed=(self._seeds[task] + epoch) % 2**32,
+        rounds=4)
 
-  def __getitem__(self, h: int) -> tuple[int, int]:
-    step, row = divmod(int(h), self._local)
-    return 0, step * self._batch + self._offset + row
+
+class TaskRecords:
+  """Records of one cached task by index, over its shard files (readers open on first use).
+
+  Reads go straight to ArrayRecord's C++ reader, one batched `read` per file, in the calling
+  thread (`ArrayRecordDataSource.__getitems__` starts a thread pool on every call, which
+  costs more than it saves at a batch's few hundred records).
+  """
+
+  def __init__(self, shards: Sequence[str]):
+    self._files, ends = [], []
+    for shard in shards:
+      path, _, span = shard.rpartition("[")
+      start, stop = (int(x) for x in span.rstrip("]").split(":"))
+      self._files.append((path, start))
+      ends.append((ends[-1] if ends else 0) + stop - start)
+    self._ends = ends
+    self._readers: list = [None] * len(shards)
+
+  def _reader(self, f: int):
+    if self._readers[f] is None:
+      from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+      self._readers[f] = array_record_module.ArrayRecordReader(
+          self._files[f][0], "readahead_buffer_size:0,max_parallelism:1")
+    return self._readers[f]
+
+  def read(self, records: Sequence[int]) -> list[bytes]:
+    by_file = collections.defaultdict(list)
+    for i, r in enumerate(records):
+      f = bisect.bisect_right(self._ends, r)
+      by_file[f].append((i, r - (self._ends[f - 1] if f else 0) + self._files[f][1]))
+    out: list[bytes] = [b""] * len(records)
+    for f, items in by_file.items():
+      for (i, _), data in zip(items, self._reader(f).read([pos for _, pos in items])):
+        out[i] = data
+    return out
 
 
-def examples_dataset(source: CachedSource, seed: int) -> grain.MapDataset:
-  """The endless, seeded example stream of `source`: position -> decoded example dict."""
-  tasks = [grain.MapDataset.source(grain.sources.ArrayRecordDataSource(list(shards)))
-           .shuffle(seed=_seed32(seed, t)).repeat()
-           for t, shards in enumerate(source.shards)]
-  mixed = grain.MapDataset.select_from_datasets(tasks, QuotaEpochs(source.quotas, seed))
-  return mixed.map(cache.decode_example)
+class ExampleReader:
+  """Reads the examples at global positions: batched, per task, by record index."""
+
+  def __init__(self, source: CachedSource, seed: int):
+    self.index = ExampleIndex(source, seed)
+    self._tasks = [TaskRecords(shards) for shards in source.shards]
+
+  def read(self, positions: Sequence[int]) -> list[dict]:
+    by_task = collections.defaultdict(list)
+    for row, p in enumerate(positions):
+      task, record = self.index[p]
+      by_task[task].append((row, record))
+    out: list[dict] = [{}] * len(positions)
+    for task, items in by_task.items():
+      for (row, _), data in zip(items, self._tasks[task].read([r for _, r in items])):
+        out[row] = cache.decode_example(data)
+    return out
 
 
 def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> None:
@@ -137,11 +188,6 @@ def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> None:
     raise ValueError(f"global batch size {batch_size} is not divisible by {num_shards} shards")
   if not 0 <= shard_id < num_shards:
     raise ValueError(f"shard_id {shard_id} not in [0, {num_shards})")
-
-
-def _convert(rows: Sequence[dict], kind: str, lengths: Mapping[str, int],
-             num_task_rows: int | None) -> tuple[Batch, converters.ConvertStats]:
-  return converters.convert(kind, rows, lengths, num_task_rows)
 
 
 class StreamIterator:
@@ -154,26 +200,28 @@ class StreamIterator:
   def __init__(self, source: CachedSource, feature_lengths: Mapping[str, int], batch_size: int,
                seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
                converter: str = "hint", num_task_rows: int | None = None,
-               prefetch: int = 2, num_threads: int = 1):
+               prefetch: int = 2):
     _check_sharding(batch_size, shard_id, num_shards)
     self.source, self.lengths, self.batch_size = source, dict(feature_lengths), batch_size
     self.seed, self.shard_id, self.converter = seed, shard_id, converter
     self.local_batch_size = batch_size // num_shards
     self.step = start_step
     self.stats = converters.ConvertStats()
-    examples = examples_dataset(source, seed)
-    rows = grain.MapDataset.select_from_datasets(
-        [examples], HostRows(batch_size, shard_id, num_shards))
-    self._rows = rows.batch(self.local_batch_size, batch_fn=list)
-    batches = self._rows[start_step:].map(functools.partial(
-        _convert, kind=converter, lengths=self.lengths, num_task_rows=num_task_rows))
-    options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-    self._batches = (iter(batches.to_iter_dataset(options)) if prefetch
-                     else (batches[i] for i in itertools.count()))
+    self._reader = ExampleReader(source, seed)
+    self._convert = functools.partial(converters.convert, converter, lengths=self.lengths,
+                                      num_task_rows=num_task_rows)
+    steps = grain.MapDataset.range(start_step, sys.maxsize).map(self._batch_at)
+    options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
+    self._batches = (iter(steps.to_iter_dataset(options)) if prefetch
+                     else (self._batch_at(s) for s in itertools.count(start_step)))
+
+  def _batch_at(self, step: int) -> tuple[Batch, converters.ConvertStats]:
+    return self._convert(self.examples_at(step))
 
   def examples_at(self, step: int) -> list[dict]:
     """The raw examples of this process's rows of global batch `step`."""
-    return self._rows[step]
+    start = step * self.batch_size + self.shard_id * self.local_batch_size
+    return self._reader.read(range(start, start + self.local_batch_size))
 
   def __iter__(self) -> "StreamIterator":
     return self

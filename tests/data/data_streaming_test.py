@@ -129,6 +129,17 @@ def test_quota_epochs_are_permutations_without_tables():
   assert sel[10**15] == streaming.QuotaEpochs([5, 3, 1], seed=0)[10**15]
 
 
+def test_task_streams_are_grains_shuffle_repeat(cache_dir):
+  source = streaming.open_source(cache_dir, "ab", "train")
+  index = streaming.ExampleIndex(source, seed=7)
+  mix = streaming.QuotaEpochs(source.quotas, seed=7)
+  grain_streams = [grain.MapDataset.range(n).shuffle(seed=streaming._seed32(7, t)).repeat()  # pylint: disable=protected-access
+                   for t, n in enumerate(source.sizes)]
+  for p in list(range(200)) + [10**12 + 3]:
+    task, k = mix[p]
+    assert index[p] == (task, grain_streams[task][k])
+
+
 def test_train_source_streams_when_cache_dir_is_set(cache_dir):
   cfg = assemble.DataConfig("ab", LENGTHS, batch_size=8, seed=1, cache_dir=str(cache_dir))
   it = assemble.train_source(cfg)(2, batches.InputShard(1, 2))
