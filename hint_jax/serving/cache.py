@@ -173,7 +173,7 @@ class TaskParamsCache:
       check_entry(entry, metadata, key)
       if self.validate is not None:
         self.validate(entry)
-    except (KeyError, TypeError, ValueError) as e:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
       return self._discard(path, e)
     return entry
 
