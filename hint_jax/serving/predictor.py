@@ -199,11 +199,12 @@ class Predictor:
     self._signatures: dict[int, tuple] = {}
     self.truncated = {"instructions": 0, "inputs": 0}  # texts cut to the biggest bucket
     # Cache keys depend on everything that shapes an entry or its values: the weights (content
-    # fingerprint), how text becomes tokens (vocabulary bytes, truncation length) and what is
-    # cached (H_I or its cross-attention keys/values).
+    # fingerprint), how text becomes tokens (vocabulary bytes, the instruction buckets, whose
+    # largest is the truncation length) and what is cached (H_I or its cross-attention keys and
+    # values). Predictors that differ in any of these never read each other's entries.
     vocab_path = getattr(vocab, "path", "")
     self._key_scope = (f"{self.checkpoint_id}|{vocab_path}#{_file_digest(vocab_path)}|"
-                       f"{self._instruction_buckets[-1]}|cache_memory={bool(cache_memory)}")
+                       f"{self._instruction_buckets}|cache_memory={bool(cache_memory)}")
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, *, step: int | None = None, config=None, vocab=None,

@@ -120,6 +120,19 @@ def test_cache_dir_shared_by_both_cache_memory_settings(models, tmp_path, first_
   assert isinstance(prediction, str)
 
 
+def test_other_instruction_buckets_miss_without_deleting(models, tmp_path):
+  """Predictors with other buckets pad instructions differently: their own keys, no thrashing."""
+  _predictor(models, tmp_path).adapt(INSTRUCTION)
+  model, params0, _, vocab = models
+  other = predictor_lib.Predictor(
+      model, jax.tree.map(jnp.asarray, params0), vocab, cache_dir=str(tmp_path),
+      buckets=predictor_lib.Buckets(batch_sizes=(2,), input_lengths=(8,),
+                                    instruction_lengths=(16,), max_decode_len=2))
+  other.adapt(INSTRUCTION)
+  assert (other.cache.stats.misses, other.cache.stats.bad_entries) == (1, 0)
+  assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
 def _rewrite(path: pathlib.Path, change) -> None:
   """Loads the entry's arrays and metadata, applies `change(arrays, metadata)`, writes it back."""
   data = path.read_bytes()
