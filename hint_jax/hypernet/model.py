@@ -78,7 +78,7 @@ class Hypernet(nn.Module):
     return jax.tree.map(lambda x, n: nn.with_logical_constraint(x, n), task_params, names)
 
   def _dropout_rates(self) -> tuple[float, float]:
-    return (getattr(self.config, "pooling_dropout", 0.0), self.config.generator_dropout)
+    return (self.config.pooling_dropout, self.config.generator_dropout)
 
   def _generate(self, c: components_lib.Component, table_QD, pool_w, gen_w, kv,
                 rng: jax.Array | None) -> jax.Array:

@@ -42,7 +42,9 @@ class T5Config:
     num_decoder_layers: decoder depth.
     relative_attention_num_buckets: relative position buckets (one table per stack).
     relative_attention_max_distance: distance beyond which buckets saturate.
-    dropout_rate: dropout probability (applied only with `enable_dropout=True`).
+    dropout_rate: dropout probability (applied only with `enable_dropout=True`). The library
+      default is 0.0; the run files set the original HINT's values (0.1 for fine-tuning in
+      `runs/finetune_*.gin`, 0.0 for hyper-pretraining in `runs/pretrain.gin`).
     feed_forward: "gated-gelu" (T5.1.1) or "relu" (original T5).
     tie_word_embeddings: True = original T5 logits (token embedding, output scaled by
       d_model**-0.5); False = separate `logits_dense` kernel, no scaling (T5.1.1).

@@ -26,7 +26,8 @@ class OptimConfig:
     warmup_steps: linear warmup length (0: none; for 'rsqrt' it is the constant plateau).
     decay_steps: step at which 'linear'/'cosine' reach their end value (the run length).
     end_lr_fraction: final rate over peak rate for 'linear'/'cosine'.
-    clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
+    clip_grad_norm: clip the global gradient norm to this value (None, the default: no clipping;
+      the original HINT has only Adafactor's own update clipping, `clipping_threshold`).
     weight_decay: decoupled weight decay (AdamW; Adafactor's `weight_decay_rate`).
     frozen: path regexes (paths like 'backbone/encoder/...') of parameters that do not train;
       they get no gradient and no optimizer state.
@@ -41,7 +42,7 @@ class OptimConfig:
   warmup_steps: int = 0
   decay_steps: int = 0
   end_lr_fraction: float = 0.0
-  clip_grad_norm: float | None = 1.0
+  clip_grad_norm: float | None = None
   weight_decay: float = 0.0
   frozen: tuple[str, ...] = ()
   lr_multipliers: tuple[tuple[str, float], ...] = ()

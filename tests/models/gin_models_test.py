@@ -30,7 +30,7 @@ def test_hint_sizes(size):
   assert cfg.t5 == t5_config.T5Config.preset(size)
   assert (cfg.peft.adapter_size, cfg.peft.prefix_length) == PUBLISHED.get(size, (64, 30))
   assert cfg.peft.lora is None and cfg.fusion and cfg.instruction_encoder == "shared"
-  assert cfg.hypernet is not None and cfg.hypernet.generator_dropout == 0.0
+  assert cfg.hypernet is not None and cfg.hypernet.generator_dropout == 0.1
   # The generated shapes follow from the config alone (no arrays are built).
   shapes = spec.task_param_shapes(cfg.peft, cfg.t5.dims, 1)
   assert shapes.encoder.adapter.down == (1, cfg.t5.num_encoder_layers, cfg.t5.d_model,

@@ -18,6 +18,7 @@ from hint_jax.training import config as config_lib
 def _cfg(tmp_path, model_parallel=1, rules=axes.STANDARD_RULES, **optim_kw):
   optim_kw.setdefault("name", "adamw")
   optim_kw.setdefault("learning_rate", 1e-2)
+  optim_kw.setdefault("clip_grad_norm", 1.0)  # the opt_state indices below assume the clip
   return config_lib.TrainConfig(
       model_dir=str(tmp_path), train_steps=2, optim=optim.OptimConfig(**optim_kw),
       mesh=mesh_lib.MeshConfig(model_parallel=model_parallel, rules=rules))
