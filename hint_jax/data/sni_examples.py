@@ -16,7 +16,7 @@ from hint_jax.data import features as F
 from hint_jax.data import paths, sni_format, sni_reader, vocab
 
 SPLITS = ("train", "validation", "test")
-FORMATS = ("hint", "split_mimic", "concat")
+FORMATS = ("hint", "split_mimic", "concat", "both")
 VOCAB_ENV_VAR = "HINT_VOCAB_PATH"  # the task vocabulary (tasks/common.py reads the same variable)
 _LOG = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ class SniConfig:
     fmt: "hint" (the published HINT Def / Def+kPos: bare definition, or examples prepended to
       "Definition: ...", to the hypernetwork; the raw instance to the encoder), "split_mimic"
       (the original's ablation: the Tk-Instruct string split into instruction | "Now complete
-      the following example ..." inputs) or "concat" (Tk-Instruct string as inputs).
+      the following example ..." inputs), "concat" (Tk-Instruct string as inputs) or "both"
+      (the original's HINT on its Tk-Instruct tasks: the bare definition to the hypernetwork and
+      the stripped Tk-Instruct string, Def + `num_pos` Pos, as inputs).
     sni_dir: natural-instructions checkout (local or gs://); None = the configured data.
     max_instances: instances per task.
     seed: seed of the train shuffle, the reference choice and the dev-task draw.
@@ -106,6 +108,9 @@ def task_records(task: sni_reader.SniTask, split: str, cfg: SniConfig) -> list[d
       instruction_text, inputs = instruction, inst.input
     elif cfg.fmt == "concat":
       instruction_text, inputs = "", instruction + sni_format.instance_input(inst.input)
+    elif cfg.fmt == "both":
+      instruction_text = task.definition.strip()
+      inputs = (instruction + sni_format.instance_input(inst.input)).strip()
     else:
       instruction_text, inputs = instruction, sni_format.instance_input(inst.input)
     out.append({F.INSTRUCTION: instruction_text, F.INPUTS: inputs,

@@ -21,6 +21,9 @@ the text does not end in punctuation.
   + "Now complete the following example -\\nInput: <input>(.)\\nOutput: " as the encoder input.
   Unlike Tk-Instruct, examples are never dropped to fit a token budget; the feature converter
   truncates and counts instead.
+* `both` (the original's HINT trained on its Tk-Instruct tasks, e.g. `natural_instructions_def_pos_2`
+  with `convert_format`): the bare definition to the hypernetwork and the Tk-Instruct string,
+  stripped, to the encoder, so the instruction reaches the model twice.
 """
 import string
 from collections.abc import Callable

@@ -83,3 +83,12 @@ def test_dev_fraction_zero_trains_on_every_train_task(shared_data):
     sni_examples.SniConfig(dev_fraction=1.0)
   with pytest.raises(ValueError, match="split_mimic"):
     sni_examples.SniConfig(fmt="mimic")
+
+
+def test_both_gives_the_definition_to_the_hypernetwork_and_tk_instruct_to_the_encoder(
+    shared_data):
+  r = _first(shared_data, CAPITAL, fmt="both", num_pos=1)
+  assert r["instruction"] == CAPITAL_DEF
+  assert r["inputs"] == ("Definition: " + CAPITAL_DEF + ".\n\n Positive Example 1 -\nInput: United "
+                         "States.\n Output: Washington.\n\nNow complete the following example -\n"
+                         "Input: Norway.\nOutput:")
