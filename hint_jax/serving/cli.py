@@ -186,7 +186,9 @@ def infer_main(argv: Sequence[str] | None = None) -> int:
   try:
     with terminate_on_signals():
       stats = _infer(args)
-  except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: CorruptCheckpointError
+  except (OSError, ValueError, RuntimeError) as e:
+    if isinstance(e, RuntimeError) and type(e).__name__ != "CorruptCheckpointError":
+      raise  # a bug or a device failure keeps its traceback (orbax loads only on demand)
     print(f"hint-jax infer: error: {type(e).__name__}: {' '.join(str(e).split())}",
           file=sys.stderr)
     return 1
