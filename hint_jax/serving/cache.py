@@ -184,7 +184,7 @@ class TaskParamsCache:
     _LOG.warning("bad TaskParams cache entry %s: %s; deleted, regenerating", path, reason)
     try:
       os.remove(path)
-    except FileNotFoundError:  # another process removed (or replaced) it first
+    except OSError:  # another process removed it first, or the directory is read-only
       pass
 
 
