@@ -71,8 +71,9 @@ def generate_p3(root: pathlib.Path, n: int, seed: int = 0) -> float:
   return time.time() - start
 
 
-def _tokenized(records, vocab, chunk: int = 2000):
-  """Examples as SeqIO's tokenize + append_eos leave them (`*_pretokenized` kept)."""
+def _tokenized(records, vocab, chunk: int = 2000, keep_pretokenized: bool = False):
+  """Examples as SeqIO's tokenize + append_eos leave them, then as `hint-jax cache-tasks`
+  stores them (by default without the `*_pretokenized` strings)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   instructions, buf = {}, []
 
@@ -83,7 +84,9 @@ def _tokenized(records, vocab, chunk: int = 2000):
       for k in ("instruction", "inputs", "targets"):
         ids = (instructions.setdefault(r[k], vocab.encode(r[k])) if k == "instruction"
                else enc[k][i])
-        ex[f"{k}_pretokenized"], ex[k] = r[k], np.array(ids + [1], np.int32)
+        if keep_pretokenized:
+          ex[f"{k}_pretokenized"] = r[k]
+        ex[k] = np.array(ids + [1], np.int32)
       ex["task"] = r["task"]
       yield ex
     buf.clear()
@@ -127,19 +130,21 @@ def host_main(spec: dict) -> dict:
   digests = [_digest(next(it))]
   first_s = time.perf_counter() - start
   since_start = time.time() - psutil.Process().create_time()
-  warm = 2
-  for _ in range(warm):
-    digests.append(_digest(next(it)))
-  start = time.perf_counter()
-  for _ in range(spec["steps"] - warm - 1):
-    digests.append(_digest(next(it)))
-  rate = (spec["steps"] - warm - 1) * it.local_batch_size / (time.perf_counter() - start)
+  digests += [_digest(next(it)) for _ in range(spec["steps"] - 1)]
+  timed = streaming.train_iterator(**kw, start_step=spec["steps"])  # fresh rows, no hashing
+  next(timed)
+  start, cpu = time.perf_counter(), time.process_time()
+  for _ in range(spec["steps"]):
+    next(timed)
+  rows = spec["steps"] * it.local_batch_size
+  rate, cpu_rate = rows / (time.perf_counter() - start), rows / (time.process_time() - cpu)
   k = spec["steps"] // 2
   resumed = streaming.train_iterator(**kw, start_step=k)
   exact = all(_digest(next(resumed)) == d for d in digests[k:])
   return {"host": spec["index"], "first_batch_s": round(first_s, 3),
           "first_batch_since_process_start_s": round(since_start, 2),
-          "examples_per_s": round(rate), "resume_exact": exact, "resume_step": k,
+          "examples_per_s": round(rate), "examples_per_cpu_s": round(cpu_rate),
+          "resume_exact": exact, "resume_step": k,
           "rss_after_import_mb": round(rss_import), "peak_rss_mb": round(
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -232,7 +237,7 @@ def main() -> None:
              "p3": {}, "sni_lengths": {}}
   spec = {"batch_size": args.batch_size, "count": args.hosts, "steps": args.steps,
           "prefetch": 0, "name": "p3_hint"}
-  for n in (int(s) for s in args.sizes.split(",")):
+  for n in (int(s) for s in args.sizes.split(",") if s):
     root = work / f"p3_{n}"
     entry = {"generate_s": round(generate_p3(root, n), 1), **cache_p3(root, root / "cache")}
     entry["hosts"] = run_hosts([{**spec, "cache": str(root / "cache"), "index": i,

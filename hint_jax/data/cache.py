@@ -6,8 +6,9 @@ Layout under a cache directory (local disk, or a mounted bucket):
   <cache_dir>/<task>/<split>/data-00000.array_record, ...   one msgpack record per example
   <cache_dir>/<mixture>/<split>/manifest.json   {"kind": "mixture", "tasks": [{name, rate}]}
 
-Records keep every field of an example as `pipeline.load_task` returns it (int32 token
-features, decoded strings); token arrays whose ids fit are stored as uint16. Files are written
+A record is one example as `pipeline.load_task` returns it (int32 token features, decoded
+strings; `hint-jax cache-tasks` leaves out the `*_pretokenized` strings unless asked), token
+arrays whose ids fit stored as uint16. Files are written
 with `group_size:1` so any record is read by index without decoding its neighbours. A split is
 written into a temporary directory that is renamed into place only when complete, so a reader
 never sees half-written shards under the final name.
@@ -26,7 +27,7 @@ import numpy as np
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_EXAMPLES_PER_SHARD = 100_000
-COMPRESSION = ("zstd", "uncompressed")
+COMPRESSION = ("uncompressed", "zstd")
 _EXT_ARRAY, _EXT_TOKENS16, _EXT_SCALAR = 1, 2, 3
 Progress = Callable[[str], None]
 
@@ -108,7 +109,7 @@ def _writer(path: pathlib.Path, compression: str):
 def write_task(cache_dir: str | os.PathLike, name: str, split: str,
                examples: Iterable[Mapping[str, object]],
                examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
-               compression: str = "zstd", progress: Progress | None = None,
+               compression: str = "uncompressed", progress: Progress | None = None,
                extra: Mapping[str, object] | None = None) -> dict:
   """Writes `examples` (tokenized, in the task's order) as the cache of `name`/`split`.
 
@@ -117,7 +118,7 @@ def write_task(cache_dir: str | os.PathLike, name: str, split: str,
     name: task name; split: split name.
     examples: dicts as `pipeline.load_task` returns them.
     examples_per_shard: records per ArrayRecord file.
-    compression: "zstd" (smaller files) or "uncompressed" (fastest reads).
+    compression: "uncompressed" (fastest reads) or "zstd" (smaller files with strings).
     progress: called with a one-line status now and then.
     extra: json-able values stored in the manifest (e.g. the vocabulary).
 

@@ -31,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--split", default="train")
   p.add_argument("--output_dir", required=True, help="cache root (DataConfig.cache_dir)")
   p.add_argument("--examples_per_shard", type=int, default=cache.DEFAULT_EXAMPLES_PER_SHARD)
-  p.add_argument("--compression", choices=cache.COMPRESSION, default="zstd")
+  p.add_argument("--compression", choices=cache.COMPRESSION, default="uncompressed",
+                 help="zstd: smaller files, slower reads (worth it with --keep_pretokenized)")
+  p.add_argument("--keep_pretokenized", action="store_true",
+                 help="also store the `*_pretokenized` strings (training needs only tokens)")
   p.add_argument("--overwrite", action="store_true", help="re-cache tasks already cached")
   return p
 
@@ -50,15 +53,17 @@ def _decode(value):
   return value
 
 
-def tokenized_examples(name: str, split: str) -> Iterator[dict]:
+def tokenized_examples(name: str, split: str, keep_pretokenized: bool = True
+                       ) -> Iterator[dict]:
   """A task split through SeqIO (tokenized, EOS appended) as `pipeline.load_task` reads it,
-  one example at a time."""
+  one example at a time (without the `*_pretokenized` strings unless `keep_pretokenized`)."""
   task = _seqio().get_mixture_or_task(name)
   if split not in task.splits:
     raise ValueError(f"task {name!r} has no split {split!r}; splits: {', '.join(task.splits)}")
   dataset = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
   for ex in dataset.as_numpy_iterator():
-    yield {k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v)) for k, v in ex.items()}
+    yield {k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v)) for k, v in ex.items()
+           if keep_pretokenized or not k.endswith("_pretokenized")}
 
 
 def _rate(mixture, task, count: int, split: str) -> float:
@@ -81,9 +86,11 @@ def _cache_task(name: str, args, log) -> int:
       pass
   vocab = _seqio().get_mixture_or_task(name).output_features[F.TARGETS].vocabulary
   manifest = cache.write_task(
-      args.output_dir, name, args.split, tokenized_examples(name, args.split),
+      args.output_dir, name, args.split,
+      tokenized_examples(name, args.split, args.keep_pretokenized),
       args.examples_per_shard, args.compression, log,
-      extra={"vocabulary": str(getattr(vocab, "sentencepiece_model_file", type(vocab)))})
+      extra={"vocabulary": str(getattr(vocab, "sentencepiece_model_file", type(vocab))),
+             "pretokenized": args.keep_pretokenized})
   return manifest["num_examples"]
 
 

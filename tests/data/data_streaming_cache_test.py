@@ -30,6 +30,17 @@ def _register():
                                                                        cap=12))
 
 
+def _assert_cached_equal(cache_dir, name, want):
+  task = cache.read_manifest(cache_dir, name, "train")
+  records = streaming.TaskRecords(cache.shard_instructions(cache_dir, task))
+  got = [cache.decode_example(r) for r in records.read(range(task["num_examples"]))]
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for k in w:
+      np.testing.assert_array_equal(g[k], w[k], err_msg=k)
+
+
 def _cli(capsys, *args):
   status = main_lib.main(["cache-tasks", *map(str, args)])
   out = capsys.readouterr()
@@ -37,7 +48,8 @@ def _cli(capsys, *args):
 
 
 def test_cache_of_a_mixture_equals_the_in_memory_examples(tmp_path, capsys):
-  status, out, err = _cli(capsys, MIX, "--output_dir", tmp_path, "--examples_per_shard", 7)
+  status, out, err = _cli(capsys, MIX, "--output_dir", tmp_path, "--examples_per_shard", 7,
+                          "--keep_pretokenized", "--compression", "zstd")
   assert status == 0, err
   assert "cached 38 examples of 2 task(s)" in out and f"{BIG}/train: 30 examples" in err
   manifest = cache.read_manifest(tmp_path, MIX, "train")
@@ -46,19 +58,20 @@ def test_cache_of_a_mixture_equals_the_in_memory_examples(tmp_path, capsys):
   mixture = pipeline._registry().get_mixture_or_task(MIX)  # pylint: disable=protected-access
   assert rates == {t.name: mixture.get_rate(t) for t in mixture.tasks}  # what seqio computes
   for name in (SMALL, BIG):
-    want = pipeline.load_task(name, "train")
-    task = cache.read_manifest(tmp_path, name, "train")
-    data = streaming.grain.sources.ArrayRecordDataSource(cache.shard_instructions(tmp_path, task))
-    got = [cache.decode_example(data[i]) for i in range(len(data))]
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-      assert g.keys() == w.keys()
-      for k in w:
-        np.testing.assert_array_equal(g[k], w[k], err_msg=k)
+    _assert_cached_equal(tmp_path, name, pipeline.load_task(name, "train"))
   batch = next(streaming.train_iterator(tmp_path, MIX, "train", LENGTHS, batch_size=4))
   assert batch[F.ENCODER_INPUT_TOKENS].shape == (4, 8)
   status, _, err = _cli(capsys, SMALL, "--output_dir", tmp_path)
   assert status == 0 and "already cached (8 examples)" in err
+
+
+def test_default_cache_keeps_tokens_and_small_fields(tmp_path, capsys):
+  status, _, err = _cli(capsys, SMALL, "--output_dir", tmp_path)
+  assert status == 0, err
+  want = [{k: v for k, v in ex.items() if not k.endswith("_pretokenized")}
+          for ex in pipeline.load_task(SMALL, "train")]
+  assert set(want[0]) == {F.INSTRUCTION, F.INPUTS, F.TARGETS, "task"}
+  _assert_cached_equal(tmp_path, SMALL, want)
 
 
 def test_unknown_task_and_unwritable_dir_are_one_line_errors(tmp_path, capsys):
