@@ -5,9 +5,9 @@ The example at global position p (batch `p // B`, row `p % B`) is a pure functio
 
 1. Mixture epochs of `E = sum(quotas)` slots, `quotas` as in `pipeline.load_source` (mixture
    rates scaled to the total example count; T0's `examples_rate` caps reach us as rates).
-   Slot `p % E` of epoch `p // E` goes through Grain's `index_shuffle` (a Feistel permutation
-   seeded per epoch) onto a task `t` (the slot's range of `quotas`) and a position in task
-   t's own stream, which continues from one mixture epoch to the next.
+   Slot `p % E` of epoch `p // E` goes through Grain's `index_shuffle` (a lazy pseudo-random
+   bijection, seeded per epoch) onto a task `t` (the slot's range of `quotas`) and a position
+   in task t's own stream, which continues from one mixture epoch to the next.
 2. Task t's stream is its records under a fresh lazy permutation per task epoch, exactly as
    `grain.MapDataset.range(n_t).shuffle(seed_t).repeat()` orders them.
 
