@@ -11,6 +11,7 @@ from hint_jax.data import features
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.models import config as model_config
 from hint_jax.parallel import mesh as mesh_lib
+from hint_jax.parallel import partitioner
 from hint_jax.run import assemble
 from hint_jax.training import batches
 from hint_jax.training import evaluate as evaluate_lib
@@ -57,7 +58,8 @@ def evaluate(model: model_config.HintConfig, data: assemble.DataConfig, model_di
   mesh = mesh or mesh_lib.MeshConfig()
   hint_model, evaluation, mesh_obj, params, step = _restore(model, data, model_dir, mesh,
                                                             checkpoint_step)
-  eval_step = jax.jit(evaluate_lib.step_lib.make_eval_step(hint_model))
+  eval_step = partitioner.Partitioner(mesh_obj, mesh.rules).jit(
+      evaluate_lib.step_lib.make_eval_step(hint_model))
   result = evaluate_lib.loss_metrics(eval_step, params, evaluation.batches, mesh_obj, mesh.rules)
   preds = list(_predictions(hint_model, evaluation, mesh_obj, mesh.rules, params,
                             max_decode_len or data.task_feature_lengths[features.TARGETS],

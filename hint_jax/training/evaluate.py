@@ -10,8 +10,9 @@ from jax.sharding import Mesh
 
 from hint_jax import types
 from hint_jax.models import interface
-from hint_jax.parallel import sharding
-from hint_jax.training import batches, checkpoint
+from hint_jax.parallel import partitioner, sharding
+from hint_jax.training import batches as batches_lib
+from hint_jax.training import checkpoint
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]
@@ -31,8 +32,8 @@ def make_evaluator(model: interface.Model, mesh: Mesh, rules: sharding.Rules,
   """`evaluate(params, step) -> {name: value}` or None when there is nothing to evaluate."""
   if eval_data is None and not callbacks:
     return None
-  eval_step = jax.jit(step_lib.make_eval_step(model),
-                      out_shardings=sharding.replicated(mesh))
+  eval_step = partitioner.Partitioner(mesh, rules).jit(step_lib.make_eval_step(model),
+                                                       out_shardings=sharding.replicated(mesh))
 
   def evaluate(params: types.PyTree, step: int) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -46,7 +47,7 @@ def make_evaluator(model: interface.Model, mesh: Mesh, rules: sharding.Rules,
 
 
 def _global(local: HostBatch, mesh: Mesh, rules: sharding.Rules) -> dict[str, jax.Array]:
-  return batches.to_global(local, batches.feature_shardings(local, mesh, rules))
+  return batches_lib.to_global(local, batches_lib.feature_shardings(local, mesh, rules))
 
 
 def loss_metrics(eval_step: Callable, params: types.PyTree, batches: Iterable[HostBatch],
@@ -75,12 +76,13 @@ def predict(model: interface.Model, params: types.PyTree, batches: Iterable[Host
             **decode_options: Any) -> Iterator[np.ndarray]:
   """Decoded token ids [B_local, T] for each of this process's batches."""
   rep = sharding.replicated(mesh)
-  fn = jax.jit(lambda p, b: model.predict_batch(p, b, max_decode_len=max_decode_len,
-                                                **decode_options), out_shardings=rep)
+  fn = partitioner.Partitioner(mesh, rules).jit(
+      lambda p, b: model.predict_batch(p, b, max_decode_len=max_decode_len, **decode_options),
+      out_shardings=rep)
   for local in batches:
     tokens = np.asarray(jax.device_get(fn(params, _global(local, mesh, rules))))
     n = next(iter(local.values())).shape[0]
-    start = batches.input_shard(mesh).index * n
+    start = batches_lib.input_shard(mesh).index * n
     yield tokens[start:start + n]
 
 
