@@ -6,6 +6,7 @@ import pytest
 from flax import traverse_util
 
 from hint_jax.data import features as F
+from hint_jax.hypernet import config as hypernet_config
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
 from hint_jax.parallel import mesh as mesh_lib
@@ -17,7 +18,10 @@ from hint_jax.training import loop, optim
 T5 = t5_config.T5Config(vocab_size=64, d_model=16, num_heads=2, head_dim=6, d_ff=24,
                         num_encoder_layers=2, num_decoder_layers=2,
                         relative_attention_num_buckets=8, relative_attention_max_distance=16)
+# No hypernetwork dropout: per-shard instruction tables draw different masks than one device's.
 HINT = model_config.HintConfig(t5=T5, peft=spec.PeftConfig(adapter_size=4, prefix_length=2),
+                               hypernet=hypernet_config.HypernetConfig(pooling_dropout=0.0,
+                                                                      generator_dropout=0.0),
                                max_instruction_length=8)
 
 
