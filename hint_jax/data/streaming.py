@@ -13,9 +13,10 @@ The example at global position p (batch `p // B`, row `p % B`) is a pure functio
 
 A process fed by `InputShard(index, count)` reads only rows `[index * B / count, ...)` of each
 global batch, by record index from the ArrayRecord files (one batched read per file and
-batch). So start-up costs one manifest per task, and host memory is that of a few batches
-plus the ArrayRecord indices of the files read (8 bytes per record, loaded on a file's first
-read). Batches are built by `converters.convert`, exactly as in `pipeline.TrainIterator`, and
+batch). So start-up costs one manifest per task plus loading each file's record index on its
+first read, and host memory is a few batches plus those indices (about 60 bytes per record in
+ArrayRecord's in-memory index: the one part that grows with the dataset).
+Batches are built by `converters.convert`, exactly as in `pipeline.TrainIterator`, and
 prefetched in order by a Grain thread.
 """
 import bisect
