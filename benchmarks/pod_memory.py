@@ -108,12 +108,13 @@ def collective_bytes(hlo: str) -> dict[str, dict[str, float]]:
   Ops inside while loops count once per trip (XLA's `known_trip_count`, else once).
   """
   bodies: dict[str, list[str]] = {}
-  name = None
+  name = entry = None
   for line in hlo.splitlines():
     m = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
     if m and "=" not in line.split("{")[0]:
       name = m.group(1)
       bodies[name] = []
+      entry = name if line.lstrip().startswith("ENTRY") else entry
     elif name is not None:
       bodies[name].append(line)
   calls: dict[str, list[tuple[str, int]]] = {k: [] for k in bodies}
@@ -126,15 +127,20 @@ def collective_bytes(hlo: str) -> dict[str, dict[str, float]]:
       for callee in re.findall(r"(?:body|condition|calls|to_apply|branch_computations)="
                                r"\{?%?([\w.\-]+)", line):
         calls[comp].append((callee, trips if "body=" in line else 1))
-  entry = next((k for k in bodies if re.search(rf"ENTRY\s+%?{re.escape(k)}\b", hlo)), None)
-  mult = {entry: 1} if entry else {}
-  order = [entry] if entry else []
-  while order:
-    comp = order.pop()
-    for callee, trips in calls.get(comp, []):
-      if callee in bodies:
-        mult[callee] = mult.get(callee, 0) + mult[comp] * trips
-        order.append(callee)
+  callers: dict[str, list[tuple[str, int]]] = {}
+  for comp, callees in calls.items():
+    for callee, trips in callees:
+      callers.setdefault(callee, []).append((comp, trips))
+  mult: dict[str, int] = {}
+
+  def multiplicity(comp: str) -> int:  # executions per step; the call graph is a DAG
+    if comp not in mult:
+      mult[comp] = 1 if comp == entry else 0  # provisional (no cycles in HLO)
+      mult[comp] = (1 if comp == entry else 0) + sum(
+          multiplicity(c) * t for c, t in callers.get(comp, []))
+    return mult[comp]
+
+  sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(bodies) + 1000))
   out = {k: {"ops": 0, "bytes": 0.0} for k in _COLLECTIVES}
   for comp, lines in bodies.items():
     for line in lines:
@@ -143,7 +149,7 @@ def collective_bytes(hlo: str) -> dict[str, dict[str, float]]:
         continue
       kind = m.group(2)
       out[kind]["ops"] += 1
-      out[kind]["bytes"] += _shape_bytes(m.group(1)) * mult.get(comp, 1)
+      out[kind]["bytes"] += _shape_bytes(m.group(1)) * (multiplicity(comp) if entry else 1)
   return out
 
 

@@ -26,7 +26,7 @@ class HypernetConfig:
   head_dim: int | None = None
   pooling_dropout: float = 0.1
   generator_dropout: float = 0.1
-  pooling_chunk: int = 4096
+  pooling_chunk: int = 1024
 
   def __post_init__(self):
     for name in ("num_heads", "head_dim"):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import axes
+from hint_jax.layers import dropout
 
 
 class GeneratorWeights(NamedTuple):
@@ -57,7 +58,6 @@ def generate(w: GeneratorWeights, pooled_XD: jax.Array, dtype: Any, dropout_rate
   d = pooled_XD.shape[-1]
   hidden_XD = nn.gelu(jnp.asarray(pooled_XD, dtype) @ jnp.asarray(w.wi, dtype))
   if rng is not None and dropout_rate > 0:
-    keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, hidden_XD.shape)
-    hidden_XD = jnp.where(keep, hidden_XD / (1.0 - dropout_rate), 0).astype(hidden_XD.dtype)
+    hidden_XD = dropout.apply(rng, hidden_XD, dropout_rate)
   out_XO = jnp.matmul(hidden_XD, jnp.asarray(w.wo, dtype), preferred_element_type=jnp.float32)
   return out_XO / jnp.sqrt(jnp.float32(d))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import axes
+from hint_jax.layers import dropout
 
 # Finite, so an all-padding row (unused slot of a padded task table) gives uniform weights
 # instead of NaN.
@@ -115,8 +116,7 @@ def pool(w: PoolingWeights, queries_QD: jax.Array, kv: KeysValues, dtype: Any,
   logits_THQI = jnp.where(kv.mask[:, None, None, :], logits_THQI, _MASKED_LOGIT)
   weights_THQI = jax.nn.softmax(logits_THQI, axis=-1)
   if rng is not None and dropout_rate > 0:
-    keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, weights_THQI.shape)
-    weights_THQI = jnp.where(keep, weights_THQI / (1.0 - dropout_rate), 0.0)
+    weights_THQI = dropout.apply(rng, weights_THQI, dropout_rate)
   pooled_TQHK = jnp.einsum("thqi,tihk->tqhk", weights_THQI.astype(dtype), kv.value)
   pooled_TQD = jnp.einsum("tqhk,hkd->tqd", pooled_TQHK, cast(w.out))
   return nn.with_logical_constraint(pooled_TQD, _ACT_TQD)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import axes, types
-from hint_jax.layers import dense, masks
+from hint_jax.layers import dense, dropout, masks
 from hint_jax.peft import lora, prefix, spec
 
 
@@ -113,7 +113,7 @@ class Attention(nn.Module):
       logits_BHTS = jnp.concatenate([_shared_logits(q_BHTK, shared), logits_BHTS], axis=-1)
     weights_BHTS = jax.nn.softmax(logits_BHTS, axis=-1)
     if enable_dropout and self.dropout_rate > 0:
-      weights_BHTS = nn.Dropout(self.dropout_rate)(weights_BHTS, deterministic=False)
+      weights_BHTS = dropout.Dropout(self.dropout_rate)(weights_BHTS)
     weights_BHTS = weights_BHTS.astype(self.dtype)
     out_BHTK = None
     if shared is not None:

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import axes, types
-from hint_jax.layers import dense
+from hint_jax.layers import dense, dropout
 from hint_jax.peft import adapter, spec
 
 
@@ -32,7 +32,7 @@ class Mlp(nn.Module):
       h_BLF = jax.nn.relu(wi("wi"))
     h_BLF = dense.constrain(h_BLF, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_MLP))
     if enable_dropout and self.dropout_rate > 0:
-      h_BLF = nn.Dropout(self.dropout_rate)(h_BLF, deterministic=False)
+      h_BLF = dropout.Dropout(self.dropout_rate)(h_BLF)
     out_BLD = dense.DenseGeneral((u_BLD.shape[-1],), (axes.MLP, axes.EMBED), dtype=self.dtype,
                                  name="wo")(h_BLF)
     if bottleneck is not None:

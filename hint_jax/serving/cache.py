@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax import types
 from hint_jax.peft import spec
 from hint_jax.serving import task_params_io
 
@@ -214,3 +215,25 @@ def check_entry(entry: Adaptation, metadata: dict[str, str], key: str) -> None:
   for name, x in named.items():
     if jnp.issubdtype(x.dtype, jnp.inexact) and not bool(jnp.isfinite(x).all()):
       raise ValueError(f"non-finite values in {name}")
+
+
+def params_fingerprint(params: types.PyTree, config: Any = None) -> str:
+  """sha256 over the config repr and every parameter's path, shape, dtype and bytes.
+
+  The content identity of a model: new weights at the same path and step (a retrain in place,
+  a moved symlink) get a new fingerprint, so they never reuse another model's cache entries.
+  """
+  h = hashlib.sha256(repr(config).encode())
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
+    h.update(arr.reshape(-1).view(np.uint8))  # no copy, any dtype (bfloat16 included)
+  return h.hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+  """sha256 prefix of a file's bytes ('' when there is no such file)."""
+  if not path or not os.path.isfile(path):
+    return ""
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,28 +34,6 @@ class Buckets:
   input_lengths: tuple[int, ...] = (32, 64, 128, 256, 512)
   instruction_lengths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
   max_decode_len: int = 64
-
-
-def params_fingerprint(params: types.PyTree, config: Any = None) -> str:
-  """sha256 over the config repr and every parameter's path, shape, dtype and bytes.
-
-  The content identity of a model: new weights at the same path and step (a retrain in place,
-  a moved symlink) get a new fingerprint, so they never reuse another model's cache entries.
-  """
-  h = hashlib.sha256(repr(config).encode())
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    arr = np.ascontiguousarray(np.asarray(leaf))
-    h.update(f"{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
-    h.update(arr.reshape(-1).view(np.uint8))  # no copy, any dtype (bfloat16 included)
-  return h.hexdigest()[:16]
-
-
-def _file_digest(path: str) -> str:
-  """sha256 prefix of a file's bytes ('' when there is no such file)."""
-  if not path or not os.path.isfile(path):
-    return ""
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def _signature(entry: cache_lib.Adaptation) -> tuple[Any, dict[str, tuple]]:
@@ -190,7 +166,7 @@ class Predictor:
     """
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
     self.concat_template, self.cache_memory = concat_template, cache_memory
-    self.checkpoint_id = checkpoint_id or params_fingerprint(params, model.config)
+    self.checkpoint_id = checkpoint_id or cache_lib.params_fingerprint(params, model.config)
     self.source = self.checkpoint_id  # `<model dir>@<step>` when loaded by from_checkpoint
     self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir, validate=self._validate)
     max_i = model.config.max_instruction_length
@@ -203,7 +179,7 @@ class Predictor:
     # largest is the truncation length) and what is cached (H_I or its cross-attention keys and
     # values). Predictors that differ in any of these never read each other's entries.
     vocab_path = getattr(vocab, "path", "")
-    self._key_scope = (f"{self.checkpoint_id}|{vocab_path}#{_file_digest(vocab_path)}|"
+    self._key_scope = (f"{self.checkpoint_id}|{vocab_path}#{cache_lib.file_digest(vocab_path)}|"
                        f"{self._instruction_buckets}|cache_memory={bool(cache_memory)}")
 
   @classmethod
@@ -222,7 +198,7 @@ class Predictor:
     model = hint.HintModel(config)
     _check_shapes(model, params, identity)
     # The cache identity is the weights' content (hashed on the host arrays, before transfer).
-    checkpoint_id = kwargs.pop("checkpoint_id", None) or params_fingerprint(params, config)
+    checkpoint_id = kwargs.pop("checkpoint_id", None) or cache_lib.params_fingerprint(params, config)
     params = jax.tree.map(jnp.asarray, params)
     predictor = cls(model, params, vocab or vocab_lib.get_vocabulary(),
                     checkpoint_id=checkpoint_id, **kwargs)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from hint_jax import axes, types
 from hint_jax.layers import attention, dense, embed, masks, norms
+from hint_jax.layers import dropout as dropout_lib
 from hint_jax.layers import mlp as mlp_lib
 from hint_jax.peft import spec
 from hint_jax.t5 import config as config_lib
@@ -31,7 +32,7 @@ def dropout(x: types.Array, rate: float, enabled: bool) -> types.Array:
   """Dropout (call inside a compact method) when enabled and rate > 0; identity otherwise."""
   if not enabled or rate == 0:
     return x
-  return nn.Dropout(rate)(x, deterministic=False)
+  return dropout_lib.Dropout(rate)(x)
 
 
 class EncoderLayer(nn.Module):

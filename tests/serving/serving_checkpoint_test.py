@@ -7,6 +7,7 @@ import pytest
 
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.peft import spec
+from hint_jax.serving import cache as cache_lib
 from hint_jax.serving import checkpoint_io
 from hint_jax.serving import predictor as predictor_lib
 from hint_jax.training import checkpoint
@@ -51,7 +52,7 @@ def test_from_checkpoint_matches_in_memory_predictor(tmp_path, run, where):
   loaded = predictor_lib.Predictor.from_checkpoint(str(tmp_path), buckets=BUCKETS)
   assert loaded.model.config == cfg
   assert loaded.source.endswith("@7")
-  assert loaded.checkpoint_id == predictor_lib.params_fingerprint(params, cfg)
+  assert loaded.checkpoint_id == cache_lib.params_fingerprint(params, cfg)
   jax.tree.map(np.testing.assert_array_equal, loaded.params, params)
   direct = predictor_lib.Predictor(model, params, loaded.vocab, buckets=BUCKETS)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
