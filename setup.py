@@ -32,7 +32,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["hint_jax", "hint_jax.*", "tasks", "tasks.*"]),
-    package_data={"hint_jax": ["assets/*"]},
+    package_data={"hint_jax": ["assets/*", "data/t0_edited_prompts.*"]},
     python_requires=">=3.10",
     install_requires=_CORE,
     extras_require={
