@@ -1,0 +1,46 @@
+"""benchmarks/pod_memory.py's accounting of collectives in an optimised HLO module."""
+import importlib.util
+import pathlib
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "pod_memory.py"
+
+HLO = """HloModule m
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  ROOT %x = f32[] add(f32[] %a, f32[] %b)
+}
+
+%body (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %ar = f32[8]{0} all-reduce(f32[8]{0} %g), to_apply=%add
+  %c = bf16[2,4]{1,0} call(), to_apply=%inner
+  ROOT %t = tuple()
+}
+
+%inner () -> bf16[2,4] {
+  ROOT %ag = bf16[2,4]{1,0} all-gather(bf16[1,4]{1,0} %q), dimensions={0}
+}
+
+%cond (p: (s32[], f32[8])) -> pred[] {
+  ROOT %c = pred[] constant(true)
+}
+
+ENTRY %main (a: f32[4]) -> f32[16] {
+  %w = (s32[], f32[8]) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"16"}}
+  ROOT %ag2 = f32[16]{0} all-gather(f32[4]{0} %a), dimensions={0}
+}
+"""
+
+
+def _bench():
+  module_spec = importlib.util.spec_from_file_location("pod_memory", SCRIPT)
+  bench = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(bench)
+  return bench
+
+
+def test_collectives_inside_loops_count_once_per_trip():
+  out = _bench().collective_bytes(HLO)
+  assert out["all-reduce"] == {"ops": 1, "bytes": 16 * 8 * 4}
+  # the loop's nested all-gather (16 trips x 2x4 bf16) plus the entry's f32[16]
+  assert out["all-gather"] == {"ops": 2, "bytes": 16 * 8 * 2 + 16 * 4}
+  assert out["reduce-scatter"]["ops"] == 0
