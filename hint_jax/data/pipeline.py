@@ -38,7 +38,8 @@ class Source:
     return sum(self.quotas)
 
 
-def _registry():
+def registry():
+  """The `seqio` module with every hint_jax task and mixture registered."""
   import seqio  # pylint: disable=g-import-not-at-top  # TF only where data is read
   importlib.import_module("tasks")  # registers every hint_jax task and mixture
   return seqio
@@ -46,12 +47,12 @@ def _registry():
 
 def available_names() -> list[str]:
   """All registered task and mixture names."""
-  seqio = _registry()
+  seqio = registry()
   return sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
 
 
 def _task_rates(name: str) -> list[tuple[str, float]]:
-  seqio = _registry()
+  seqio = registry()
   if name in seqio.MixtureRegistry.names():
     mixture = seqio.get_mixture_or_task(name)
     return [(t.name, float(mixture.get_rate(t))) for t in mixture.tasks]
@@ -76,18 +77,22 @@ def load_task(name: str, split: str) -> tuple[dict, ...]:
   return _load_task(name, split, str(paths.data_dir()))
 
 
-@functools.lru_cache(maxsize=32)
-def _load_task(name: str, split: str, data_dir: str) -> tuple[dict, ...]:
-  del data_dir  # cache key only; the task's source reads the configured directory
-  seqio = _registry()
-  task = seqio.get_mixture_or_task(name)
+def iter_task(name: str, split: str, keep_pretokenized: bool = True) -> Iterator[dict]:
+  """One task split through SeqIO (tokenized, EOS appended), one example at a time, in the
+  task's own order (without the `*_pretokenized` strings unless `keep_pretokenized`)."""
+  task = registry().get_mixture_or_task(name)
   if split not in task.splits:
     raise ValueError(f"task {name!r} has no split {split!r}; splits: {', '.join(task.splits)}")
   dataset = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
-  out = []
   for ex in dataset.as_numpy_iterator():
-    out.append({k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v))
-                for k, v in ex.items()})
+    yield {k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v)) for k, v in ex.items()
+           if keep_pretokenized or not k.endswith("_pretokenized")}
+
+
+@functools.lru_cache(maxsize=32)
+def _load_task(name: str, split: str, data_dir: str) -> tuple[dict, ...]:
+  del data_dir  # cache key only; the task's source reads the configured directory
+  out = list(iter_task(name, split))
   if not out:
     raise ValueError(f"task {name!r} split {split!r} has no examples")
   return tuple(out)
@@ -244,7 +249,7 @@ def rank_eval_set(name: str, feature_lengths: Mapping[str, int], batch_size: int
   Score each row by the sum of its target log-likelihoods (loss weights mask padding), then
   `rank_classification.accuracy(scores, eval_set.examples)` with scores in global row order.
   """
-  seqio = _registry()
+  seqio = registry()
   examples = list(load_task(name, split))
   if "answer_choices" not in examples[0]:
     raise ValueError(f"task {name!r} has no answer_choices; it is not a rank-classification task")

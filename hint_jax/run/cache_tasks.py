@@ -10,17 +10,12 @@ split is already cached is skipped unless `--overwrite`. Training reads the cach
 """
 import argparse
 import functools
-import importlib
 import sys
 import time
 from collections.abc import Iterator, Sequence
 
-import numpy as np
-
-from hint_jax.data import cache
+from hint_jax.data import cache, pipeline
 from hint_jax.data import features as F
-
-_TOKEN_FEATURES = (F.INSTRUCTION, F.INPUTS, F.TARGETS)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,31 +34,10 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
-def _seqio():
-  import seqio  # pylint: disable=import-outside-toplevel  # TF only where tasks are read
-  importlib.import_module("tasks")  # registers every hint_jax task and mixture
-  return seqio
-
-
-def _decode(value):
-  if isinstance(value, bytes):
-    return value.decode("utf-8")
-  if isinstance(value, np.ndarray) and value.dtype == object:
-    return [v.decode("utf-8") for v in value.tolist()]
-  return value
-
-
 def tokenized_examples(name: str, split: str, keep_pretokenized: bool = True
                        ) -> Iterator[dict]:
-  """A task split through SeqIO (tokenized, EOS appended) as `pipeline.load_task` reads it,
-  one example at a time (without the `*_pretokenized` strings unless `keep_pretokenized`)."""
-  task = _seqio().get_mixture_or_task(name)
-  if split not in task.splits:
-    raise ValueError(f"task {name!r} has no split {split!r}; splits: {', '.join(task.splits)}")
-  dataset = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
-  for ex in dataset.as_numpy_iterator():
-    yield {k: (v.astype(np.int32) if k in _TOKEN_FEATURES else _decode(v)) for k, v in ex.items()
-           if keep_pretokenized or not k.endswith("_pretokenized")}
+  """A task split as `pipeline.load_task` reads it, one example at a time."""
+  return pipeline.iter_task(name, split, keep_pretokenized)
 
 
 def _rate(mixture, task, count: int, split: str) -> float:
@@ -84,7 +58,7 @@ def _cache_task(name: str, args, log) -> int:
       return count
     except cache.CacheError:
       pass
-  vocab = _seqio().get_mixture_or_task(name).output_features[F.TARGETS].vocabulary
+  vocab = pipeline.registry().get_mixture_or_task(name).output_features[F.TARGETS].vocabulary
   manifest = cache.write_task(
       args.output_dir, name, args.split,
       tokenized_examples(name, args.split, args.keep_pretokenized),
@@ -96,7 +70,7 @@ def _cache_task(name: str, args, log) -> int:
 
 def cache_names(args: argparse.Namespace, log=print) -> dict[str, int]:
   """Caches every name of `args.names`; returns {task: examples}."""
-  seqio = _seqio()
+  seqio = pipeline.registry()
   known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   unknown = [n for n in args.names if n not in known]
   if unknown:

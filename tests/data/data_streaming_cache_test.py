@@ -55,7 +55,7 @@ def test_cache_of_a_mixture_equals_the_in_memory_examples(tmp_path, capsys):
   manifest = cache.read_manifest(tmp_path, MIX, "train")
   rates = {t["name"]: t["rate"] for t in manifest["tasks"]}
   assert rates == {SMALL: 8.0, BIG: 12.0}  # min(examples, cap=12)
-  mixture = pipeline._registry().get_mixture_or_task(MIX)  # pylint: disable=protected-access
+  mixture = pipeline.registry().get_mixture_or_task(MIX)
   assert rates == {t.name: mixture.get_rate(t) for t in mixture.tasks}  # what seqio computes
   for name in (SMALL, BIG):
     _assert_cached_equal(tmp_path, name, pipeline.load_task(name, "train"))
