@@ -174,12 +174,18 @@ class TrainIterator:
   def __next__(self) -> Batch:
     batch, stats = converters.convert(self.converter, self.examples_at(self.step), self.lengths,
                                       self.num_task_rows)
-    if sum(stats.truncated.values()) and not sum(self.stats.truncated.values()):
-      _LOG.warning("%s: truncating over-long sequences (step %d: %s); see iterator.stats",
-                      self.source.name, self.step, dict(stats.truncated))
-    self.stats.update(stats)
-    self.step += 1
+    record_stats(self, stats)
     return batch
+
+
+def record_stats(iterator, stats: converters.ConvertStats) -> None:
+  """Adds a batch's truncation counts to `iterator.stats` (warning on the first truncation)
+  and advances `iterator.step`."""
+  if sum(stats.truncated.values()) and not sum(iterator.stats.truncated.values()):
+    _LOG.warning("%s: truncating over-long sequences (step %d: %s); see iterator.stats",
+                 iterator.source.name, iterator.step, dict(stats.truncated))
+  iterator.stats.update(stats)
+  iterator.step += 1
 
 
 def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,

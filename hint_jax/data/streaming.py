@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 import grain
 import numpy as np
 
-from hint_jax.data import cache, converters
+from hint_jax.data import cache, converters, pipeline
 
 Batch = converters.Batch
 _LOG = logging.getLogger(__name__)
@@ -229,11 +229,7 @@ class StreamIterator:
 
   def __next__(self) -> Batch:
     batch, stats = next(self._batches)
-    if sum(stats.truncated.values()) and not sum(self.stats.truncated.values()):
-      _LOG.warning("%s: truncating over-long sequences (step %d: %s); see iterator.stats",
-                   self.source.name, self.step, dict(stats.truncated))
-    self.stats.update(stats)
-    self.step += 1
+    pipeline.record_stats(self, stats)
     return batch
 
 
