@@ -24,7 +24,6 @@ import collections
 import dataclasses
 import functools
 import itertools
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,6 @@ import numpy as np
 from hint_jax.data import cache, converters, pipeline
 
 Batch = converters.Batch
-_LOG = logging.getLogger(__name__)
 _MIX_STREAM = 1 << 20  # seed-sequence key of the mixture shuffle (tasks use 0, 1, ...)
 
 
