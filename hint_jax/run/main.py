@@ -76,8 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING)
   for handler in logging.getLogger().handlers:  # gin logs every include it probes as an ERROR
     handler.addFilter(lambda r: "gin" not in r.pathname.split(os.sep)[-2:-1])
+  from hint_jax.training import loop  # pylint: disable=import-outside-toplevel
   try:
     result = run(argv)
+  except loop.Preempted as e:  # the step in progress was saved; the same command resumes
+    print(f"hint-jax: {e.line}", file=sys.stderr)  # str(e) carries gin's call context
+    return e.exit_code
+  except KeyboardInterrupt:  # before the training loop (which saves on SIGINT) or outside train
+    print("hint-jax: interrupted by SIGINT; nothing saved by this command", file=sys.stderr)
+    return 130
   except gin_utils.UsageError as e:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2
