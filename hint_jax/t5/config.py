@@ -54,6 +54,11 @@ class T5Config:
       "none" keeps all activations for the backward pass; "minimal" keeps only the outputs of
       the weight matmuls (projections, FFN) and recomputes the rest (attention, norms, GELU);
       "full" keeps only each layer's input. Memory only: results are unchanged.
+    scan_layers: run each stack's layers as one `nn.scan` (as T5X's `scan_layers`) instead of a
+      Python loop: params are stored stacked, `encoder/layers/...` [N, ...] instead of
+      `encoder/layers_i/...` (`t5.model.scanned` / `unscanned` convert), compile time no longer
+      grows with depth, and with remat the backward pass rematerialises one layer at a time.
+      Results are unchanged. Step decoding converts to the unrolled layout (`t5.decoding`).
   """
   vocab_size: int
   d_model: int
@@ -70,6 +75,7 @@ class T5Config:
   dtype: str = "float32"
   layer_norm_epsilon: float = 1e-6
   remat_policy: str = "none"
+  scan_layers: bool = False
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff",

@@ -8,7 +8,7 @@ from hint_jax.layers import attention, dense, embed, masks, norms
 from hint_jax.layers import mlp as mlp_lib
 from hint_jax.peft import spec
 from hint_jax.t5 import config as config_lib
-from hint_jax.t5.encoder import ACT_BLD, dropout, remat
+from hint_jax.t5.encoder import ACT_BLD, dropout, layers_major, remat, scan
 
 
 class DecoderLayer(nn.Module):
@@ -38,6 +38,17 @@ class DecoderLayer(nn.Module):
         h_BTD, None if self_site is None else self_site.adapter, enable_dropout)
     y_BTD = y_BTD + dropout(h_BTD, rate, enable_dropout)
     return dense.constrain(y_BTD, ACT_BLD)
+
+
+class _DecoderStep(DecoderLayer):
+  """DecoderLayer (training/scoring, no cache) as an `nn.scan` step: (y, encoded, biases,
+  this layer's sites) -> (y, None)."""
+  enable_dropout: bool = False
+
+  def __call__(self, y_BTD, encoded_BSD, self_bias, cross_bias, self_site,  # pylint: disable=arguments-differ
+               cross_site):
+    return super().__call__(y_BTD, encoded_BSD, self_bias, cross_bias, self_site, cross_site,
+                            self.enable_dropout, False, None), None
 
 
 def _slice(site: spec.SiteParams | None, layer: int) -> spec.SiteParams | None:
@@ -91,8 +102,17 @@ class Decoder(nn.Module):
     cross_site = None if task_params is None else task_params.decoder_cross
     # Training only: a decoding step keeps nothing for a backward pass. Static: enable_dropout,
     # decode, cache_length.
+    if cfg.scan_layers and decode:
+      raise ValueError("step decoding needs the unrolled layer layout: decode through "
+                       "t5.decoding (it converts a scanned model with t5.model.unscanned)")
+    if cfg.scan_layers:
+      stack = scan(_DecoderStep, cfg.remat_policy, cfg.num_decoder_layers,
+                   in_axes=(nn.broadcast,) * 3 + (0, 0))
+      y_BTD, _ = stack(cfg, enable_dropout, name="layers")(
+          y_BTD, encoded_BSD, self_bias, cross_bias, layers_major(self_site),
+          layers_major(cross_site))
     layer_cls = remat(DecoderLayer, "none" if decode else cfg.remat_policy, (7, 8, 10))
-    for i in range(cfg.num_decoder_layers):
+    for i in range(0 if cfg.scan_layers else cfg.num_decoder_layers):
       y_BTD = layer_cls(cfg, name=f"layers_{i}")(
           y_BTD, encoded_BSD, self_bias, cross_bias, _slice(self_site, i), _slice(cross_site, i),
           enable_dropout, decode, position, cache_length)

@@ -1,6 +1,7 @@
 """Static-shape, jit-compiled autoregressive decoding (greedy, sampling, beam) with the KV cache."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -19,13 +20,25 @@ PAD_ID = 0
 METHODS = ("greedy", "sample", "beam")
 
 
+def _unrolled(model: nn.Module, params: types.Params) -> tuple[nn.Module, types.Params]:
+  """A `scan_layers` T5 and its params in the unrolled layout (step decoding keeps one cache
+  per layer); other models unchanged."""
+  cfg = model.config
+  if not getattr(cfg, "scan_layers", False):
+    return model, params
+  return (model.clone(parent=None, config=dataclasses.replace(cfg, scan_layers=False)),
+          model_lib.unscanned(params))
+
+
 def init_cache(model: nn.Module, params: types.Params, encoded_BSD, encoder_mask_BS,
                task_params, max_decode_len: int) -> types.PyTree:
   """Decoding cache for [B] sequences of up to `max_decode_len` tokens.
 
   Runs the decoder once over a dummy [B, max_decode_len] sequence, which sizes the
-  self-attention caches and stores the (prefixed) cross-attention keys/values.
+  self-attention caches and stores the (prefixed) cross-attention keys/values. The cache is
+  per layer (`layers_i`) also for a `scan_layers` model.
   """
+  model, params = _unrolled(model, params)
   dummy_BT = jnp.zeros((encoded_BSD.shape[0], max_decode_len), jnp.int32)
   _, variables = model.apply({"params": params}, encoded_BSD, encoder_mask_BS, dummy_BT,
                              task_params, decode=True, mutable=["cache"], method="decode")
@@ -34,6 +47,7 @@ def init_cache(model: nn.Module, params: types.Params, encoded_BSD, encoder_mask
 
 def make_step_fn(model: nn.Module, params: types.Params, encoded_BSD, encoder_mask_BS, task_params):
   """`step(tokens_B, cache) -> (logits_BV float32, cache)` for one decoding position."""
+  model, params = _unrolled(model, params)
   def step(tokens_B, cache):
     logits_B1V, variables = model.apply(
         {"params": params, "cache": cache}, encoded_BSD, encoder_mask_BS, tokens_B[:, None],

@@ -28,6 +28,26 @@ def remat(layer_cls: type[nn.Module], policy: str, static_argnums: tuple[int, ..
   return nn.remat(layer_cls, policy=_SAVEABLE[policy], static_argnums=static_argnums)
 
 
+def scan(step_cls: type[nn.Module], policy: str, length: int, in_axes: tuple):
+  """`step_cls` (a `(carry, *xs) -> (carry, None)` layer) applied `length` times by `nn.scan`.
+
+  The layer's params gain a leading `layers` axis (`t5.model` documents the scanned layout):
+  one layer is traced and compiled instead of `length`, and the backward pass is a loop that
+  rematerialises one layer at a time, so activation memory does not grow with depth (an
+  unrolled stack lets XLA schedule several layers' recomputations at once). The dropout rng is
+  split per layer. `in_axes` as `nn.scan`'s: `nn.broadcast` or the scanned axis of each x.
+  """
+  if policy != "none":  # scan already keeps recomputation apart from the forward pass
+    step_cls = nn.remat(step_cls, policy=_SAVEABLE[policy], prevent_cse=False)
+  return nn.scan(step_cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                 in_axes=in_axes, length=length, metadata_params={nn.PARTITION_NAME: axes.LAYERS})
+
+
+def layers_major(site: spec.SiteParams | None) -> spec.SiteParams | None:
+  """Site params [B, N, ...] -> [N, B, ...], the layout a scan over layers consumes."""
+  return None if site is None else jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), site)
+
+
 def dropout(x: types.Array, rate: float, enabled: bool) -> types.Array:
   """Dropout (call inside a compact method) when enabled and rate > 0; identity otherwise."""
   if not enabled or rate == 0:
@@ -54,8 +74,17 @@ class EncoderLayer(nn.Module):
     return dense.constrain(x_BLD, ACT_BLD)
 
 
+class _EncoderStep(EncoderLayer):
+  """EncoderLayer as an `nn.scan` step: (x, bias, this layer's site) -> (x, None)."""
+  enable_dropout: bool = False
+
+  def __call__(self, x_BLD, bias_BHLL, site):  # pylint: disable=arguments-differ
+    return super().__call__(x_BLD, bias_BHLL, site, self.enable_dropout), None
+
+
 class Encoder(nn.Module):
-  """Token embedding -> layers_0..N-1 -> encoder_norm. One `relpos_bias` table per stack."""
+  """Token embedding -> layers_0..N-1 (or one scanned `layers`) -> encoder_norm. One `relpos_bias`
+  table per stack."""
   config: config_lib.T5Config
   embedder: nn.Module
 
@@ -70,8 +99,12 @@ class Encoder(nn.Module):
         cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
         bidirectional=True, name="relpos_bias")(jnp.arange(length), length)
     bias_BHLL = pos_bias_1HLL + masks.padding_bias(tokens_BL > 0)
+    if cfg.scan_layers:
+      stack = scan(_EncoderStep, cfg.remat_policy, cfg.num_encoder_layers,
+                   in_axes=(nn.broadcast, 0))
+      x_BLD, _ = stack(cfg, enable_dropout, name="layers")(x_BLD, bias_BHLL, layers_major(site))
     layer_cls = remat(EncoderLayer, cfg.remat_policy, static_argnums=(4,))  # enable_dropout
-    for i in range(cfg.num_encoder_layers):
+    for i in range(0 if cfg.scan_layers else cfg.num_encoder_layers):
       site_i = None if site is None else spec.layer_slice(site, i)
       x_BLD = layer_cls(cfg, name=f"layers_{i}")(x_BLD, bias_BHLL, site_i, enable_dropout)
     x_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name="encoder_norm")(x_BLD)

@@ -10,6 +10,7 @@ from flax import traverse_util
 
 from hint_jax import types
 from hint_jax.t5 import config as config_lib
+from hint_jax.t5 import model as model_lib
 
 ARCHITECTURE = "T5ForConditionalGeneration"
 _SAFETENSORS, _SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -184,7 +185,7 @@ def save_hf_t5(config: config_lib.T5Config, params: types.Params, path) -> None:
   from safetensors.numpy import save_file
   directory = pathlib.Path(path)
   directory.mkdir(parents=True, exist_ok=True)
-  flat = traverse_util.flatten_dict(dict(params))
+  flat = traverse_util.flatten_dict(model_lib.unscanned(dict(params)))  # either layer layout
   tensors = {}
   for hf, ours, shape, _, to_hf in name_map(config):
     if ours not in flat:

@@ -1,6 +1,9 @@
 """`T5`: the encoder-decoder backbone (encode, decode, full forward) with TaskParams hooks."""
 
+import re
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from hint_jax import types
@@ -28,6 +31,8 @@ class T5(nn.Module):
                       pre_cross_attention_layer_norm, encoder_decoder_attention,
                       pre_mlp_layer_norm, mlp}
     decoder/decoder_norm/scale
+  With `scan_layers` each stack's `layers_i` subtrees are one `layers` subtree whose leaves are
+  stacked [N, ...] (logical axis `layers` first); `scanned` / `unscanned` convert.
     decoder/logits_dense/kernel [embed, vocab]  (absent when tie_word_embeddings)
 
   `task_params=None`, or all-None SiteParams, gives exactly the plain model.
@@ -75,3 +80,32 @@ class T5(nn.Module):
     encoded_BLD = self.encode(encoder_input_tokens, task_params, enable_dropout)
     mask_BL = (encoder_input_tokens > 0).astype(jnp.int32)
     return self.decode(encoded_BLD, mask_BL, decoder_input_tokens, task_params, enable_dropout)
+
+
+_LAYER = re.compile(r"layers_(\d+)$")
+
+
+def scanned(params: types.PyTree) -> types.PyTree:
+  """Params (or any tree of the same layout) with every `layers_0..N-1` group stacked into one
+  `layers` subtree of [N, ...] leaves: the layout of `T5Config(scan_layers=True)`."""
+  if not isinstance(params, dict):
+    return params
+  layer_keys = sorted((k for k in params if _LAYER.match(k)), key=lambda k: int(k[7:]))
+  out = {k: scanned(v) for k, v in params.items() if k not in layer_keys}
+  if layer_keys:
+    if [int(k[7:]) for k in layer_keys] != list(range(len(layer_keys))) or "layers" in out:
+      raise ValueError(f"cannot stack layers {layer_keys}: not layers_0..N-1")
+    out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *(params[k] for k in layer_keys))
+  return out
+
+
+def unscanned(params: types.PyTree) -> types.PyTree:
+  """Inverse of `scanned`: every `layers` subtree of [N, ...] leaves -> `layers_0..N-1`."""
+  if not isinstance(params, dict):
+    return params
+  out = {k: unscanned(v) for k, v in params.items() if k != "layers"}
+  if isinstance(params.get("layers"), dict):
+    stacked = params["layers"]
+    n = jax.tree.leaves(stacked)[0].shape[0]
+    out.update({f"layers_{i}": jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)})
+  return out

@@ -1,6 +1,7 @@
 """Orbax checkpoints of the TrainState: periodic async atomic saves, keep-N, checked restores."""
 import dataclasses
 import errno
+import itertools
 import logging
 import os
 import re
@@ -267,6 +268,30 @@ def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str,
   return flat
 
 
+_SCANNED = re.compile(r"(^|/)layers(/|$)")
+_UNROLLED = re.compile(r"(^|/)layers_(\d+)(/|$)")
+
+
+def _in_layer_layout(source: Mapping[str, Any], wanted: list[str]) -> Mapping[str, Any]:
+  """`source` plus the `wanted` paths that it holds in the other layer layout (`T5Config.
+  scan_layers`): a scanned `.../layers/...` [N, ...] leaf stacked from `layers_0..N-1`, or an
+  unrolled `.../layers_i/...` leaf sliced from the stacked one. So a Hugging Face import or an
+  unrolled run initialises a scanned model and vice versa."""
+  extra = {}
+  for key in wanted:
+    if _SCANNED.search(key):
+      parts = [_SCANNED.sub(lambda m, i=i: f"{m[1]}layers_{i}{m[2]}", key, count=1)
+               for i in range(len(source))]
+      parts = list(itertools.takewhile(lambda k: k in source, parts))
+      if parts:
+        extra[key] = np.stack([np.asarray(source[k]) for k in parts])
+    elif (m := _UNROLLED.search(key)) is not None:
+      stacked = _UNROLLED.sub(lambda m: f"{m[1]}layers{m[3]}", key, count=1)
+      if stacked in source and int(m[2]) < np.shape(source[stacked])[0]:
+        extra[key] = np.asarray(source[stacked])[int(m[2])]
+  return {**source, **extra} if extra else source
+
+
 def restore_matching(params: types.PyTree, source: Mapping[str, Any],
                      patterns: tuple[str, ...]) -> tuple[types.PyTree, list[str]]:
   """Replaces every leaf of `params` whose path fully matches a pattern by `source[path]`.
@@ -291,6 +316,7 @@ def restore_matching(params: types.PyTree, source: Mapping[str, Any],
   chosen = sorted(k for k in flat if any(re.fullmatch(p, k) for p in patterns))
   if not chosen:
     raise ValueError(f"no parameter path matches {patterns}; paths look like {next(iter(flat))}")
+  source = _in_layer_layout(source, [k for k in chosen if k not in source])
   missing = [k for k in chosen if k not in source]
   if missing:
     raise ValueError(f"{len(missing)} selected params are not in the source, e.g. {missing[:3]}")

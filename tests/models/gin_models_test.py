@@ -24,12 +24,18 @@ def _model(*files: str) -> model_config.HintConfig:
     gin.clear_config()
 
 
+def _preset(size: str) -> t5_config.T5Config:
+  """The T5 preset as the gin files set it: XL and XXL rematerialise and scan every layer
+  (what fits them on pod slices, docs/tpu_pods.md)."""
+  if size in ("xl", "xxl"):
+    return t5_config.T5Config.preset(size, remat_policy="full", scan_layers=True)
+  return t5_config.T5Config.preset(size)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_hint_sizes(size):
   cfg = _model(f"models/hint_{size}.gin")
-  # XL and XXL rematerialise every layer (what fits them on pod slices, docs/tpu_pods.md).
-  remat = "full" if size in ("xl", "xxl") else "none"
-  assert cfg.t5 == t5_config.T5Config.preset(size, remat_policy=remat)
+  assert cfg.t5 == _preset(size)
   assert (cfg.peft.adapter_size, cfg.peft.prefix_length) == PUBLISHED.get(size, (64, 30))
   assert cfg.peft.lora is None and cfg.fusion and cfg.instruction_encoder == "shared"
   assert cfg.hypernet is not None and cfg.hypernet.generator_dropout == 0.1
@@ -42,8 +48,7 @@ def test_hint_sizes(size):
 @pytest.mark.parametrize("size", SIZES)
 def test_concat_sizes(size):
   cfg = _model(f"models/concat_{size}.gin")
-  remat = "full" if size in ("xl", "xxl") else "none"
-  assert cfg == baseline.concat_config(t5_config.T5Config.preset(size, remat_policy=remat))
+  assert cfg == baseline.concat_config(_preset(size))
   assert cfg == _model(f"models/t5_{size}.gin", "models/concat.gin")
 
 
