@@ -39,6 +39,7 @@ def _parse(argv):
                  help="instruction-table rows per host batch (default: one per example)")
   p.add_argument("--gin", action="append", default=[], help="extra gin binding KEY=VALUE")
   p.add_argument("--out", default=None, help="write the result as JSON here")
+  p.add_argument("--hlo_out", default=None, help="write the optimised (post-SPMD) HLO here")
   return p.parse_args(argv)
 
 
@@ -110,8 +111,10 @@ def collective_bytes(hlo: str) -> dict[str, dict[str, float]]:
   bodies: dict[str, list[str]] = {}
   name = entry = None
   for line in hlo.splitlines():
-    m = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
-    if m and "=" not in line.split("{")[0]:
+    # Computation headers start in column 0 (instructions are indented); their parameter
+    # types may hold `/*index=5*/` comments, so no test on "=".
+    m = re.match(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
+    if m:
       name = m.group(1)
       bodies[name] = []
       entry = name if line.lstrip().startswith("ENTRY") else entry
@@ -194,7 +197,11 @@ def run(args) -> dict:
   gib = 2.0 ** 30
   peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
           + mem.temp_size_in_bytes)
-  comms = collective_bytes(compiled.as_text())
+  hlo = compiled.as_text()
+  if args.hlo_out:
+    with open(args.hlo_out, "w", encoding="utf-8") as f:
+      f.write(hlo)
+  comms = collective_bytes(hlo)
   return {
       "config": {"model": ("concat_" if args.concat else "hint_") + args.model,
                  "devices": args.devices, "model_parallel": args.model_parallel,

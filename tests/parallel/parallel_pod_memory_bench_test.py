@@ -10,10 +10,15 @@ HLO = """HloModule m
   ROOT %x = f32[] add(f32[] %a, f32[] %b)
 }
 
-%body (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+%body (p: (s32[], f32[8], /*index=2*/f32[1])) -> (s32[], f32[8], /*index=2*/f32[1]) {
   %ar = f32[8]{0} all-reduce(f32[8]{0} %g), to_apply=%add
   %c = bf16[2,4]{1,0} call(), to_apply=%inner
+  %layers = (s32[]) while(%i), condition=%cond, body=%layer, backend_config={"known_trip_count":{"n":"24"}}
   ROOT %t = tuple()
+}
+
+%layer (p: (s32[], /*index=1*/f32[2])) -> (s32[], /*index=1*/f32[2]) {
+  ROOT %rs = f32[2]{0} reduce-scatter(f32[4]{0} %x), dimensions={0}, to_apply=%add
 }
 
 %inner () -> bf16[2,4] {
@@ -43,4 +48,6 @@ def test_collectives_inside_loops_count_once_per_trip():
   assert out["all-reduce"] == {"ops": 1, "bytes": 16 * 8 * 4}
   # the loop's nested all-gather (16 trips x 2x4 bf16) plus the entry's f32[16]
   assert out["all-gather"] == {"ops": 2, "bytes": 16 * 8 * 2 + 16 * 4}
-  assert out["reduce-scatter"]["ops"] == 0
+  # a loop nested in the loop (a layer scan inside the microbatch loop): 16 x 24 trips; the
+  # computation headers' `/*index=N*/` comments do not hide them
+  assert out["reduce-scatter"] == {"ops": 1, "bytes": 16 * 24 * 2 * 4}
