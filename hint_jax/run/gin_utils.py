@@ -1,7 +1,9 @@
 """Command-line parsing for the entry points: gin files, gin bindings, search paths, multi-host."""
 import argparse
+import difflib
 import os
 import pathlib
+import re
 from collections.abc import Sequence
 
 import gin
@@ -67,18 +69,83 @@ def _resolve(name: str, search_paths: Sequence[str]) -> str:
   raise UsageError(f"gin file not found: {name} (searched {', '.join(search_paths)})")
 
 
+_GIN_ERRORS = (ValueError, KeyError, NameError, TypeError, ImportError, SyntaxError,
+               AttributeError, OSError)
+_UNPARSABLE = ("Unable to parse value", "Failed to parse token", "malformed node")
+_UNDEFINED_MACRO = re.compile(r"No bindings specified for '([\w.]+)/gin\.macro'")
+
+
+def _one_line(e: Exception) -> str:
+  text = " ".join(str(e).split())
+  return text.split(" in config string:")[0]  # gin appends the whole configuration
+
+
+def _macros() -> tuple[set[str], set[str]]:
+  """(macros defined, macros referenced) by what gin has parsed so far."""
+  text = gin.config_str()
+  defined = set(re.findall(r"^([A-Za-z_][\w/]*) = ", text, flags=re.M))
+  return defined, set(re.findall(r"%([A-Za-z_][\w.]*)", text))
+
+
+def _hint(name: str, names: set[str]) -> str:
+  close = difflib.get_close_matches(name, sorted(names), n=1)
+  return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_macro(binding: str, bindings: Sequence[str], defined: set[str], used: set[str]):
+  """A command-line `NAME=VALUE` must set a macro the gin files define or use (or another
+  binding uses): a misspelled macro would otherwise be a new, unused one."""
+  key = binding.split("=", 1)[0].strip()
+  if "." in key or "/" in key or key in defined | used:
+    return
+  if any(re.search(rf"%{re.escape(key)}\b", b) for b in bindings):
+    return
+  raise UsageError(f"unknown gin macro {key} in --gin.{binding}{_hint(key, defined | used)}: "
+                   "no gin file defines or uses it")
+
+
+def _parse_binding(binding: str) -> None:
+  try:
+    gin.parse_config(binding)
+  except _GIN_ERRORS as e:
+    key, _, value = binding.partition("=")
+    if any(m in str(e) for m in _UNPARSABLE):
+      raise UsageError(
+          f"bad value in --gin.{binding}: not a gin value; quote strings, e.g. "
+          f"--gin.{key.strip()}=\"'{value.strip()}'\"") from e
+    raise UsageError(f"gin configuration error in --gin.{binding}: {_one_line(e)}") from e
+
+
+def _finalize(bindings: Sequence[str], defined: set[str]) -> None:
+  try:
+    gin.finalize()
+  except _GIN_ERRORS as e:
+    match = _UNDEFINED_MACRO.search(str(e))
+    if not match:
+      raise UsageError(f"gin configuration error: {_one_line(e)}") from e
+    name = match.group(1)
+    where = [b for b in bindings if re.search(rf"%{re.escape(name)}\b", b)]
+    place = f"--gin.{where[0]}" if where else "the gin files"
+    raise UsageError(f"undefined gin macro %{name} in {place}{_hint(name, defined)}") from e
+
+
 def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: str) -> None:
-  """Parses gin files and bindings; any gin error becomes a one-line `UsageError`."""
+  """Parses gin files, then each binding; any gin error becomes a one-line `UsageError`
+  naming the binding (unknown macros and unquoted strings included)."""
   paths = [p for p in search_paths.split(",") if p]
   gin.clear_config()  # a fresh configuration per command (also when called in-process)
   for path in paths:
     gin.add_config_file_search_path(path)
   resolved = [_resolve(f, paths) for f in files]
   try:
-    gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=True)
-  except (ValueError, KeyError, NameError, TypeError, ImportError, SyntaxError, AttributeError,
-          OSError) as e:
-    raise UsageError(f"gin configuration error: {' '.join(str(e).split())}") from e
+    gin.parse_config_files_and_bindings(resolved, [], finalize_config=False)
+  except _GIN_ERRORS as e:
+    raise UsageError(f"gin configuration error: {_one_line(e)}") from e
+  defined, used = _macros()
+  for binding in bindings:
+    _check_macro(binding, bindings, defined, used)
+    _parse_binding(binding)
+  _finalize(bindings, defined | _macros()[0])
 
 
 def write_config(model_dir: str, name: str = "operative_config.gin") -> str:

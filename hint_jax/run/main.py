@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -44,6 +45,22 @@ def _reported_errors() -> tuple[type[Exception], ...]:
   full), and run failures whose message already says what to do."""
   from hint_jax.training import checkpoint, loop  # pylint: disable=import-outside-toplevel
   return (OSError, ValueError, loop.NonFiniteLossError, checkpoint.CorruptCheckpointError)
+
+
+_MISMATCH = re.compile(r"^(checkpoint \S+ was written by a different config):\n  checkpoint: (.*)\n"
+                       r"  this run: +(.*)\n(.*)$", re.M)
+
+
+def _one_line(e: Exception) -> str:
+  """The error as one line; a config mismatch names only the fields that differ."""
+  from hint_jax.run import assemble  # pylint: disable=import-outside-toplevel
+  text = str(e).split("\n  In call to configurable")[0]  # gin's call context
+  match = _MISMATCH.search(text)
+  if match:
+    diff = assemble.signature_diff(match.group(2), match.group(3))
+    if diff:
+      text = f"{match.group(1)} ({'; '.join(diff)}); {match.group(4)}"
+  return " ".join(text.split())
 
 
 def _serving_command(argv: Sequence[str]):
@@ -89,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2
   except _reported_errors() as e:
-    print(f"hint-jax: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+    print(f"hint-jax: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
     return 1
   print(json.dumps(result) if isinstance(result, dict) else f"hint-jax: done: {result}")
   return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -17,8 +18,30 @@ from collections.abc import Sequence
 from hint_jax.serving import batching
 
 
+_FIELDS = ("instruction", "input")
+
+
+def _check_record(record) -> str | None:
+  """What is wrong with one request record (None: nothing). Other fields (`id`, ...) pass
+  through to the output unless they look like a misspelled `instruction` or `input`."""
+  if not isinstance(record, dict):
+    return "expected an object with string 'instruction' and 'input'"
+  for key in record:
+    close = difflib.get_close_matches(key, _FIELDS, n=1, cutoff=0.75)
+    if key not in _FIELDS and close and close[0] not in record:
+      return f"unknown field {key!r} (did you mean {close[0]!r}?)"
+  if "input" not in record:
+    return "expected an object with a string 'input' (missing field 'input')"
+  if "instruction" not in record:
+    return "missing field 'instruction' (use \"instruction\": \"\" for none)"
+  for key in _FIELDS:
+    if not isinstance(record[key], str):
+      return f"{key!r} must be a string, got {type(record[key]).__name__}"
+  return None
+
+
 def _read_requests(path: str) -> list[dict]:
-  """Records with string `instruction` (optional, default "") and `input`; errors name file:line."""
+  """Records with string `instruction` ("" for none) and `input`; errors name file:line."""
   requests = []
   with open(path, "rb") as f:
     for n, raw in enumerate(f, 1):
@@ -32,10 +55,9 @@ def _read_requests(path: str) -> list[dict]:
         record = json.loads(line)
       except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-      if not isinstance(record, dict) or not isinstance(record.get("input"), str):
-        raise ValueError(f"{path}:{n}: expected an object with a string 'input'")  # noqa: TRY004
-      if not isinstance(record.setdefault("instruction", ""), str):
-        raise ValueError(f"{path}:{n}: 'instruction' must be a string")  # noqa: TRY004
+      problem = _check_record(record)
+      if problem:
+        raise ValueError(f"{path}:{n}: {problem}")
       requests.append(record)
   return requests
 
