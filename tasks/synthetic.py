@@ -1,22 +1,27 @@
-"""SeqIO registrations of the synthetic instruction suite (HINT and concatenation formats)."""
-from hint_jax.data import features as F
+"""SeqIO registrations of the synthetic instruction suite (HINT and concatenation formats).
+
+`synthetic_hint` / `synthetic_concat` are Def; `synthetic_def_2pos_hint` /
+`synthetic_def_2pos_concat` show two worked examples of the task with the instruction, laid out
+as the SNI Def+2Pos tasks are (`hint_jax.data.synthetic`, "Formats").
+"""
+import functools
+
 from hint_jax.data import synthetic
 from tasks import common, metrics
 
 
-def _concat_records(split: str):
-  for ex in synthetic.generate(split):
-    yield {F.INSTRUCTION: "", F.INPUTS: f"{ex[F.INSTRUCTION]} {ex[F.INPUTS]}",
-           F.TARGETS: ex[F.TARGETS], "task": ex["task"]}
+def _records(split: str, num_pos: int, fmt: str):
+  return synthetic.generate(split, num_pos=num_pos, fmt=fmt)
 
 
 def register() -> None:
-  """Registers `synthetic_hint` and `synthetic_concat` (splits: `synthetic.SPLITS`)."""
-  common.add_task("synthetic_hint",
-                  common.function_source(synthetic.generate, synthetic.SPLITS),
-                  metric_fns=[metrics.exact_match])
-  common.add_task("synthetic_concat", common.function_source(_concat_records, synthetic.SPLITS),
-                  metric_fns=[metrics.exact_match])
+  """Registers `synthetic_{,def_2pos_}{hint,concat}` (splits: `synthetic.SPLITS`)."""
+  for num_pos in synthetic.NUM_POS:
+    for fmt in ("hint", "concat"):
+      name = f"synthetic_{'def_%dpos_' % num_pos if num_pos else ''}{fmt}"
+      common.add_task(name, common.function_source(
+          functools.partial(_records, num_pos=num_pos, fmt=fmt), synthetic.SPLITS),
+                      metric_fns=[metrics.exact_match])
 
 
 register()

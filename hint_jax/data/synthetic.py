@@ -15,12 +15,29 @@ Splits (all deterministic functions of the seed):
 * `heldout_task`: operation/kind pairs never trained on, whose operation is trained with the other
   kind and whose kind is trained with other operations (e.g. "the second word" is held out while
   "the second number", "the first word" and "the third word" are trained).
+
+Formats (`generate(num_pos=k, fmt=...)`), Def (k = 0) and Def + k Pos (k worked examples of the
+task), built with the SNI code (`sni_format`) from a task whose definition is the paraphrase and
+whose positive examples are the task's fixed demonstrations (`demonstrations`, per task and seed,
+like the positive examples of an SNI task file; no example of any split reuses their inputs):
+* `hint`: the hypernetwork reads the paraphrase (k = 0) or the published HINT Def+kPos text,
+  " Positive Example i -\nInput: <items>.\n Output: <target>.\n" blocks prepended to
+  "Definition: <paraphrase>" (`sni_format.hint_instruction`); the encoder reads
+  `Input: <items>` as in Def.
+* `concat`: no instruction; the encoder reads `<paraphrase> Input: <items>` (k = 0, the
+  registered `synthetic_concat`) or the Tk-Instruct string (k > 0,
+  `sni_format.tk_instruct_input`: "Definition: ...\n\n", the k example blocks, "Now complete
+  the following example -\nInput: <items>.\nOutput: ").
+* `split`: the `concat` text cut into instruction | inputs, such that
+  `concat_template(k).format(instruction=..., input=...)` is the `concat` input (what the serving
+  `Predictor` of the baseline joins, and what an instruction-swap control replaces).
 """
 import dataclasses
+import functools
 import random
 from collections.abc import Callable, Iterator, Sequence
 
-from hint_jax.data import features
+from hint_jax.data import features, sni_format, sni_reader
 
 WORDS = ("apple", "ball", "banana", "bird", "book", "box", "bread", "car", "cat", "cup", "dog",
          "door", "egg", "fish", "hat", "milk", "nut", "rose", "star", "sun")
@@ -33,6 +50,9 @@ HELDOUT_TASKS = ("second_words", "sort_desc_words", "last_two_numbers", "drop_la
 # Lengths (tokens, EOS included) that fit every example of every split with the default vocab.
 FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 10, features.TARGETS: 12}
 CONCAT_FEATURE_LENGTHS = {features.INSTRUCTION: 16, features.INPUTS: 32, features.TARGETS: 12}
+NUM_POS = (0, 2)  # the formats studied: Def and Def + 2 Pos
+MAX_POS = 2  # demonstrations drawn per task (the first k are shown)
+FORMATS = ("hint", "concat", "split")
 EXAMPLES_PER_TASK = {"train": 300, "validation": 20, "heldout_paraphrase": 20,
                      "heldout_task": 40}
 
@@ -144,13 +164,66 @@ def _sample_items(rng: random.Random, kind: str) -> list:
   return rng.sample(pool, rng.randint(MIN_ITEMS, MAX_ITEMS))
 
 
+def _items_text(items: Sequence) -> str:
+  return " ".join(str(x) for x in items)
+
+
+def demonstrations(task: SyntheticTask, seed: int = 0,
+                   num_pos: int = MAX_POS) -> tuple[sni_reader.Example, ...]:
+  """The task's first `num_pos` worked examples (items text -> target), fixed per task and seed."""
+  if not 0 <= num_pos <= MAX_POS:
+    raise ValueError(f"num_pos must be in [0, {MAX_POS}], got {num_pos}")
+  return _demonstrations(task, seed)[:num_pos]
+
+
+@functools.lru_cache(maxsize=None)
+def _demonstrations(task: SyntheticTask, seed: int) -> tuple[sni_reader.Example, ...]:
+  rng = random.Random(f"{seed}/demonstrations/{task.name}")
+  out, seen = [], set()
+  while len(out) < MAX_POS:
+    items = _sample_items(rng, task.kind)
+    if (text := _items_text(items)) not in seen:
+      seen.add(text)
+      out.append(sni_reader.Example(input=text, output=task.apply(items)))
+  return tuple(out)
+
+
+def concat_template(num_pos: int) -> str:
+  """How the baseline joins the `split` format's instruction and inputs (`str.format`)."""
+  return "{instruction} {input}" if num_pos == 0 else "{instruction}{input}"
+
+
+def format_example(task: SyntheticTask, paraphrase: str, items: Sequence, seed: int = 0,
+                   num_pos: int = 0, fmt: str = "hint") -> tuple[str, str]:
+  """(instruction, inputs) of one example of `task` in format `fmt` (module docstring)."""
+  if fmt not in FORMATS:
+    raise ValueError(f"unknown synthetic format {fmt!r}; available: {', '.join(FORMATS)}")
+  demos = demonstrations(task, seed, num_pos)
+  sni_task = sni_reader.SniTask(name=task.name, definition=paraphrase, positive_examples=demos,
+                                instances=(), category="synthetic", is_english=True)
+  if fmt == "hint":
+    return sni_format.hint_instruction(sni_task, num_pos), INPUT_PREFIX + _items_text(items)
+  if num_pos == 0:
+    instruction, inputs = paraphrase, INPUT_PREFIX + _items_text(items)
+  else:
+    instruction = sni_format.instruction(sni_task, num_pos)
+    inputs = sni_format.instance_input(_items_text(items))
+  if fmt == "concat":
+    return "", concat_template(num_pos).format(instruction=instruction, input=inputs)
+  return instruction, inputs
+
+
 def _train_inputs(seed: int, count: int | None) -> set[tuple[str, str]]:
   return {(ex["task"], ex[features.INPUTS]) for ex in generate("train", seed, count)}
 
 
 def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
-             train_examples_per_task: int | None = None) -> Iterator[dict[str, str]]:
+             train_examples_per_task: int | None = None, num_pos: int = 0,
+             fmt: str = "hint") -> Iterator[dict[str, str]]:
   """Yields the examples of `split` in a fixed order (task by task).
+
+  Every format and `num_pos` gives the same examples (tasks, paraphrases, items, targets) in the
+  same order; only the instruction and inputs texts differ.
 
   Args:
     split: one of `SPLITS`.
@@ -158,24 +231,28 @@ def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
     examples_per_task: overrides `EXAMPLES_PER_TASK[split]`.
     train_examples_per_task: the size of the train split in use (default
       `EXAMPLES_PER_TASK["train"]`); `validation` avoids all of its inputs.
+    num_pos: worked examples shown with the instruction (0: Def; at most `MAX_POS`).
+    fmt: "hint", "concat" or "split" (module docstring).
 
   Yields:
     dicts with `instruction`, `inputs`, `targets` strings and the `task` name.
   """
   _check_split(split)
+  format_example(all_tasks()[0], "", [], seed, num_pos, fmt)  # checks `num_pos` and `fmt` early
   count = examples_per_task or EXAMPLES_PER_TASK[split]
   avoid = _train_inputs(seed, train_examples_per_task) if split == "validation" else set()
   for task in tasks_for_split(split):
     rng = random.Random(f"{seed}/{split}/{task.name}")
     texts = _paraphrases_for(task, split)
+    shown = {d.input for d in demonstrations(task, seed)}
     made = 0
     while made < count:
       items = _sample_items(rng, task.kind)
-      inputs = INPUT_PREFIX + " ".join(str(x) for x in items)
-      if (task.name, inputs) in avoid:
+      if (task.name, INPUT_PREFIX + _items_text(items)) in avoid or _items_text(items) in shown:
         continue
       made += 1
-      yield {features.INSTRUCTION: rng.choice(texts), features.INPUTS: inputs,
+      instruction, inputs = format_example(task, rng.choice(texts), items, seed, num_pos, fmt)
+      yield {features.INSTRUCTION: instruction, features.INPUTS: inputs,
              features.TARGETS: task.apply(items), "task": task.name}
 
 
