@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("command", choices=COMMANDS)
   p.add_argument("--gin_file", action="append", default=[],
                  help="gin file (repeatable), absolute or relative to a search path")
+  p.add_argument("--max_examples", type=int, default=None,
+                 help="eval/infer: at most N examples of each task (sets gin MAX_EXAMPLES)")
   p.add_argument("--gin_search_paths", default=str(DEFAULT_SEARCH_PATH),
                  help="comma-separated directories searched for gin files and includes")
   p.add_argument("--coordinator_address", default=os.environ.get("JAX_COORDINATOR_ADDRESS"),

@@ -29,6 +29,10 @@ def run(argv: Sequence[str]) -> object:
     raise gin_utils.UsageError("no --gin_file given (e.g. --gin_file=runs/tiny_cpu.gin)")
   distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                          args.multihost, args.heartbeat_timeout_s)
+  if args.max_examples is not None:
+    if args.command == "train" or args.max_examples < 1:
+      raise gin_utils.UsageError("--max_examples takes an integer >= 1 and applies to eval/infer")
+    bindings.append(f"MAX_EXAMPLES={args.max_examples}")
   gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths)
   module, name = ENTRY_POINTS[args.command]
   fn = getattr(importlib.import_module(module), name)
