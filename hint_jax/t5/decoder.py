@@ -8,7 +8,15 @@ from hint_jax.layers import attention, dense, embed, masks, norms
 from hint_jax.layers import mlp as mlp_lib
 from hint_jax.peft import spec
 from hint_jax.t5 import config as config_lib
-from hint_jax.t5.encoder import ACT_BLD, dropout, layers_major, remat, scan
+from hint_jax.t5.encoder import (
+  ACT_BLD,
+  dropout,
+  layers_major,
+  norm,
+  remat,
+  residual,
+  scan,
+)
 
 
 class DecoderLayer(nn.Module):
@@ -21,23 +29,19 @@ class DecoderLayer(nn.Module):
     cfg = self.config
     dtype, rate = cfg.compute_dtype, cfg.dropout_rate
 
-    def norm(name, x):
-      return norms.RMSNorm(cfg.layer_norm_epsilon, dtype, name=name)(x)
-
-    h_BTD = norm("pre_self_attention_layer_norm", y_BTD)
+    h_BTD = norm(cfg, "pre_self_attention_layer_norm", y_BTD)
     h_BTD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, rate, name="self_attention")(
         h_BTD, h_BTD, self_bias, self_site, enable_dropout, decode, position, cache_length)
-    y_BTD = y_BTD + dropout(h_BTD, rate, enable_dropout)
-    h_BTD = norm("pre_cross_attention_layer_norm", y_BTD)
+    y_BTD = residual(y_BTD, h_BTD, rate, enable_dropout)
+    h_BTD = norm(cfg, "pre_cross_attention_layer_norm", y_BTD)
     h_BTD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, rate, is_cross=True,
                                 name="encoder_decoder_attention")(
         h_BTD, encoded_BSD, cross_bias, cross_site, enable_dropout, decode)
-    y_BTD = y_BTD + dropout(h_BTD, rate, enable_dropout)
-    h_BTD = norm("pre_mlp_layer_norm", y_BTD)
+    y_BTD = residual(y_BTD, h_BTD, rate, enable_dropout)
+    h_BTD = norm(cfg, "pre_mlp_layer_norm", y_BTD)
     h_BTD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, rate, name="mlp")(
         h_BTD, None if self_site is None else self_site.adapter, enable_dropout)
-    y_BTD = y_BTD + dropout(h_BTD, rate, enable_dropout)
-    return dense.constrain(y_BTD, ACT_BLD)
+    return residual(y_BTD, h_BTD, rate, enable_dropout)
 
 
 class _DecoderStep(DecoderLayer):

@@ -55,6 +55,21 @@ def dropout(x: types.Array, rate: float, enabled: bool) -> types.Array:
   return dropout_lib.Dropout(rate)(x)
 
 
+def norm(cfg: config_lib.T5Config, name: str, x_BLD: types.Array) -> types.Array:
+  """A layer's pre-norm (call inside a compact method), its output laid out like the residual
+  stream: each projection then reads one copy, with no re-gather of its own (see `residual`)."""
+  return dense.constrain(norms.RMSNorm(cfg.layer_norm_epsilon, cfg.compute_dtype, name=name)(
+      x_BLD), ACT_BLD)
+
+
+def residual(x_BLD: types.Array, h_BLD: types.Array, rate: float, enabled: bool) -> types.Array:
+  """`x + dropout(h)`, constrained to the residual-stream layout (batch over data, embed
+  replicated over model): a block's model-parallel partial sums are then all-reduced once in
+  the compute dtype, instead of being left sharded over `embed` and gathered again (in float32,
+  after the next norm's upcast) by every consumer."""
+  return dense.constrain(x_BLD + dropout(h_BLD, rate, enabled), ACT_BLD)
+
+
 class EncoderLayer(nn.Module):
   """Pre-norm self-attention block then pre-norm FFN block (+ parallel adapter)."""
   config: config_lib.T5Config
@@ -63,15 +78,14 @@ class EncoderLayer(nn.Module):
   def __call__(self, x_BLD, bias_BHLL, site: spec.SiteParams | None, enable_dropout: bool):
     cfg = self.config
     dtype = cfg.compute_dtype
-    h_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_attention_layer_norm")(x_BLD)
+    h_BLD = norm(cfg, "pre_attention_layer_norm", x_BLD)
     h_BLD = attention.Attention(cfg.num_heads, cfg.head_dim, dtype, cfg.dropout_rate,
                                 name="attention")(h_BLD, h_BLD, bias_BHLL, site, enable_dropout)
-    x_BLD = x_BLD + dropout(h_BLD, cfg.dropout_rate, enable_dropout)
-    h_BLD = norms.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x_BLD)
+    x_BLD = residual(x_BLD, h_BLD, cfg.dropout_rate, enable_dropout)
+    h_BLD = norm(cfg, "pre_mlp_layer_norm", x_BLD)
     h_BLD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, cfg.dropout_rate, name="mlp")(
         h_BLD, None if site is None else site.adapter, enable_dropout)
-    x_BLD = x_BLD + dropout(h_BLD, cfg.dropout_rate, enable_dropout)
-    return dense.constrain(x_BLD, ACT_BLD)
+    return residual(x_BLD, h_BLD, cfg.dropout_rate, enable_dropout)
 
 
 class _EncoderStep(EncoderLayer):
