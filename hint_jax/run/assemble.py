@@ -52,6 +52,22 @@ def build_model(cfg: model_config.HintConfig) -> hint.HintModel:
   return hint.HintModel(cfg)
 
 
+def check_vocabulary(cfg: model_config.HintConfig, task_name: str) -> None:
+  """Refuses a model whose vocabulary is smaller than the tokenizer of `task_name`'s data
+  (out-of-range token ids would silently read garbage embeddings or give non-finite losses).
+
+  Raises:
+    ValueError: naming both sizes.
+  """
+  output = pipeline.registry().get_mixture_or_task(task_name).output_features
+  size = max(f.vocabulary.vocab_size for f in output.values())
+  if cfg.t5.vocab_size < size:
+    raise ValueError(
+        f"the model's vocabulary has {cfg.t5.vocab_size} tokens but {task_name!r} is tokenized "
+        f"with {size}: use a model file whose T5Config.vocab_size is >= {size} (e.g. "
+        f"runs/tiny_model.gin or models/hint_small.gin), not a unit-test preset")
+
+
 def signature(cfg: model_config.HintConfig) -> str:
   """What a checkpoint must have been trained with (compared on resume)."""
   return repr(cfg)

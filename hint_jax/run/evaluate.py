@@ -49,8 +49,10 @@ def _eval_set(data: assemble.DataConfig, examples: list, shard) -> pipeline.Eval
                                       data.num_task_rows)
 
 
-def _examples(data: assemble.DataConfig, max_examples: int | None) -> tuple[list, bool]:
+def _examples(model: model_config.HintConfig, data: assemble.DataConfig,
+              max_examples: int | None) -> tuple[list, bool]:
   """(examples or rank rows, is rank classification) of the data's task and split."""
+  assemble.check_vocabulary(model, data.mixture_or_task_name)
   source = pipeline.load_source(data.mixture_or_task_name, data.split)
   examples = limit_per_task([ex for exs in source.examples for ex in exs], max_examples)
   if not examples or "answer_choices" not in examples[0]:
@@ -201,7 +203,7 @@ def evaluate(model: model_config.HintConfig, data: assemble.DataConfig, model_di
   """
   mesh = mesh or mesh_lib.MeshConfig()
   shard = batches_lib.input_shard(mesh_lib.build(mesh))
-  examples, is_rank = _examples(data, max_examples)
+  examples, is_rank = _examples(model, data, max_examples)
   ev = _eval_set(data, examples, shard)
   runner = _Runner(model, mesh, model_dir, ev.batches[0], checkpoint_step, progress)
   if is_rank:
@@ -240,6 +242,7 @@ def infer(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: 
   """
   mesh = mesh or mesh_lib.MeshConfig()
   shard = batches_lib.input_shard(mesh_lib.build(mesh))
+  assemble.check_vocabulary(model, data.mixture_or_task_name)
   source = pipeline.load_source(data.mixture_or_task_name, data.split)
   examples = limit_per_task([ex for exs in source.examples for ex in exs], max_examples)
   ev = _eval_set(data, examples, shard)

@@ -36,7 +36,7 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
   Returns:
     The final step.
   """
-  _preflight(data, trainer)
+  _preflight(model, data, trainer)
   if jax.process_index() == 0:
     path = gin_utils.write_config(trainer.model_dir)
     _LOG.info("operative config written to %s", path)
@@ -56,12 +56,15 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
   return int(jax.device_get(state.step))
 
 
-def _preflight(data: assemble.DataConfig, trainer: train_config.TrainConfig) -> None:
-  """Fails on a bad task name, mesh or batch size before anything is written to model_dir."""
+def _preflight(model: model_config.HintConfig, data: assemble.DataConfig,
+               trainer: train_config.TrainConfig) -> None:
+  """Fails on a bad task name, vocabulary, mesh or batch size before anything is written to
+  model_dir."""
   names = pipeline.available_names()
   if data.mixture_or_task_name not in names:
     raise ValueError(f"unknown task or mixture {data.mixture_or_task_name!r}; available: "
                      f"{', '.join(names)}")
+  assemble.check_vocabulary(model, data.mixture_or_task_name)
   parallel = mesh_lib.data_parallel_size(mesh_lib.build(trainer.mesh))
   if data.batch_size % parallel:
     raise ValueError(f"BATCH_SIZE={data.batch_size} is not divisible by the data-parallel size "
