@@ -1,5 +1,7 @@
 """Builds the objects the entry points hand to the trainer: model, data sources, pretrained params."""
 import dataclasses
+import logging
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +15,7 @@ from hint_jax.models import hint
 from hint_jax.training import batches, checkpoint
 
 INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
+_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,22 +144,39 @@ def eval_set(cfg: DataConfig, shard: batches.InputShard | None = None) -> pipeli
                            num_task_rows=cfg.num_task_rows)
 
 
-def pretrained_params(hf_t5_dir: str | None, checkpoint_dir: str | None
-                      ) -> Mapping[str, Any] | None:
-  """Flat {path: array} to initialise from: a Hugging Face T5 directory or another run.
+def checkpoints_dir(path: str) -> str:
+  """A run's checkpoint directory from the run directory (`MODEL_DIR`, as the Predictor takes)
+  or from its `checkpoints/` subdirectory itself."""
+  sub = os.path.join(path, "checkpoints")
+  return sub if os.path.isdir(sub) else path
+
+
+def pretrained_params(hf_t5_dir: str | None, checkpoint_dir: str | None,
+                      patterns: tuple[str, ...] = (".*",)) -> Mapping[str, Any] | None:
+  """Flat {path: array} to initialise from: a Hugging Face T5 directory or another run (its
+  run directory or its checkpoints directory); logs what is taken from where.
 
   Hugging Face weights are offered both as the backbone and as a separate instruction-encoder
-  copy; `TrainConfig.init_patterns` chooses which paths are taken.
+  copy; `TrainConfig.init_patterns` (`patterns`, only for the log line) chooses which paths are
+  taken.
   """
   if hf_t5_dir and checkpoint_dir:
     raise ValueError("give at most one of init_from_hf_t5 and init_from_checkpoint")
   if checkpoint_dir:
-    return checkpoint.load_params(checkpoint_dir)
-  if not hf_t5_dir:
+    directory = checkpoints_dir(checkpoint_dir)
+    step = checkpoint.latest_step(directory)
+    out = checkpoint.load_params(directory, step)
+    source = f"checkpoint {directory} step {step}"
+  elif hf_t5_dir:
+    from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors readers
+    _, params = t5.load_hf_t5(hf_t5_dir)
+    flat = traverse_util.flatten_dict(params, sep="/")
+    out: dict[str, np.ndarray] = {"backbone/" + k: v for k, v in flat.items()}
+    out.update({INSTRUCTION_ENCODER_PREFIX + k: v for k, v in flat.items()})
+    source = f"Hugging Face T5 {hf_t5_dir}"
+  else:
     return None
-  from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors readers
-  _, params = t5.load_hf_t5(hf_t5_dir)
-  flat = traverse_util.flatten_dict(params, sep="/")
-  out: dict[str, np.ndarray] = {"backbone/" + k: v for k, v in flat.items()}
-  out.update({INSTRUCTION_ENCODER_PREFIX + k: v for k, v in flat.items()})
+  taken = sum(any(re.fullmatch(p, k) for p in patterns) for k in out)
+  _LOG.info("init (fresh runs): parameters matching %s from %s (%d of its %d arrays match)",
+            list(patterns), source, taken, len(out))
   return out

@@ -29,7 +29,7 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     trainer: steps, optimizer, mesh, checkpoints, model_dir.
     eval_data: evaluation set for periodic eval loss/accuracy (optional).
     init_from_hf_t5: Hugging Face T5 directory to take `trainer.init_patterns` from.
-    init_from_checkpoint: another run's checkpoint directory, same use.
+    init_from_checkpoint: another run's directory (or its checkpoints directory), same use.
     eval_callbacks: factories `f(model) -> EvalCallback` for generation metrics (ROUGE-L/EM,
       rank classification); the callback gets the sharded params and the step.
 
@@ -48,7 +48,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
       trainer, hint_model, assemble.train_source(data),
       eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,
       eval_callbacks=[factory(hint_model) for factory in eval_callbacks],
-      pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint),
+      pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint,
+                                            tuple(trainer.init_patterns)),
       extra_meta={"gin_config": gin_utils.config_str(),
                   # lets `Predictor.from_checkpoint` (serving, no gin) rebuild the model
                   checkpoint_io.META_KEY: checkpoint_io.config_to_dict(model),
