@@ -21,11 +21,24 @@ class _Parser(argparse.ArgumentParser):
     raise UsageError(f"bad command line: {message}")
 
 
+USAGE = """commands:
+  train --gin_file=F ...        train (gin_configs/runs/*.gin; SIGTERM/SIGINT save and stop)
+  eval  --gin_file=F ...        the paper's metrics by task: SNI ROUGE-L/EM, P3 rank accuracy
+  infer --gin_file=F ...        decode a task's split into jsonl
+  infer --model_dir=D --input=requests.jsonl --output=predictions.jsonl
+                                serve {instruction, input} records (hint-jax infer --input=x --help)
+  flops                         FLOPs tables, HINT vs concat (hint-jax flops --help)
+  cache-tasks NAME... --output_dir=D
+                                tokenize tasks once for streaming (hint-jax cache-tasks --help)
+
+Bindings: --gin.KEY=VALUE (e.g. --gin.MODEL_DIR="'/tmp/run'"; strings quoted), repeatable."""
+
+
 def parser() -> argparse.ArgumentParser:
   p = _Parser(
       prog="hint-jax", description="Train, evaluate or run inference with HINT models.",
-      epilog="Bindings: --gin.KEY=VALUE (e.g. --gin.MODEL_DIR=\"'/tmp/run'\"), repeatable.")
-  p.add_argument("command", choices=COMMANDS)
+      epilog=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("command", choices=COMMANDS, help="train, eval or infer (see commands below)")
   p.add_argument("--gin_file", action="append", default=[],
                  help="gin file (repeatable), absolute or relative to a search path")
   p.add_argument("--max_examples", type=int, default=None,

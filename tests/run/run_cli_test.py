@@ -92,3 +92,14 @@ def test_flops_command_prints_a_table(capsys):
                     "--amortise=1,100"]) == 0
   out = capsys.readouterr().out
   assert "small" in out and "|" in out
+
+
+def test_help_lists_every_command(capsys):
+  """`hint-jax --help` shows the commands served outside gin too (flops, jsonl infer, cache)."""
+  with pytest.raises(SystemExit) as e:
+    main.main(["--help"])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  for text in ("train --gin_file", "eval  --gin_file", "infer --model_dir=D --input=",
+               "flops", "cache-tasks NAME..."):
+    assert text in out, text
