@@ -18,7 +18,8 @@ def register() -> None:
   """Registers `synthetic_{,def_2pos_}{hint,concat}` (splits: `synthetic.SPLITS`)."""
   for num_pos in synthetic.NUM_POS:
     for fmt in ("hint", "concat"):
-      name = f"synthetic_{'def_%dpos_' % num_pos if num_pos else ''}{fmt}"
+      prefix = f"def_{num_pos}pos_" if num_pos else ""
+      name = f"synthetic_{prefix}{fmt}"
       common.add_task(name, common.function_source(
           functools.partial(_records, num_pos=num_pos, fmt=fmt), synthetic.SPLITS),
                       metric_fns=[metrics.exact_match])

@@ -96,7 +96,7 @@ def _split_top(text: str) -> list[str]:
 
 def _fields(text: str, prefix: str = "") -> dict[str, str]:
   """{'t5.d_model': '32', ...} from a dataclass repr (`Name(a=1, b=Other(c=2))`)."""
-  match = re.fullmatch(r"\s*[A-Za-z_]\w*\((.*)\)\s*", text, flags=re.S)
+  match = re.fullmatch(r"\s*[A-Za-z_]\w*\((.*)\)\s*", text, flags=re.DOTALL)
   if not match:
     return {prefix.rstrip("."): text.strip()}
   out = {}

@@ -98,7 +98,7 @@ def _one_line(e: Exception) -> str:
 def _macros() -> tuple[set[str], set[str]]:
   """(macros defined, macros referenced) by what gin has parsed so far."""
   text = gin.config_str()
-  defined = set(re.findall(r"^([A-Za-z_][\w/]*) = ", text, flags=re.M))
+  defined = set(re.findall(r"^([A-Za-z_][\w/]*) = ", text, flags=re.MULTILINE))
   return defined, set(re.findall(r"%([A-Za-z_][\w.]*)", text))
 
 

@@ -52,7 +52,7 @@ def _reported_errors() -> tuple[type[Exception], ...]:
 
 
 _MISMATCH = re.compile(r"^(checkpoint \S+ was written by a different config):\n  checkpoint: (.*)\n"
-                       r"  this run: +(.*)\n(.*)$", re.M)
+                       r"  this run: +(.*)\n(.*)$", re.MULTILINE)
 
 
 def _one_line(e: Exception) -> str:

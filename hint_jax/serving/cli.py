@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from hint_jax.serving import batching
 
-
 _FIELDS = ("instruction", "input")
 
 
