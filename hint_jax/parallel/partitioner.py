@@ -14,8 +14,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 from jax.sharding import Mesh
 
+from hint_jax import axes
 from hint_jax.parallel import sharding
 
 Rules = sharding.Rules
@@ -46,6 +48,18 @@ class Partitioner:
   def replicated(self) -> jax.sharding.NamedSharding:
     return sharding.replicated(self.mesh)
 
+  def key(self) -> tuple:
+    """Hashable identity (devices, axis names, rules): programs compiled under equal keys are
+    interchangeable."""
+    return (tuple(d.id for d in self.mesh.devices.flat), self.mesh.shape_tuple, self.rules)
+
+
+def single_device(rules: Rules = axes.STANDARD_RULES) -> Partitioner:
+  """A 1 x 1 ('data', 'model') mesh on the first local device: the default of serving and of
+  tools that run on one chip, so their programs are traced under the same rules as training."""
+  device = np.asarray(jax.local_devices()[:1], dtype=object).reshape(1, 1)
+  return Partitioner(Mesh(device, axes.MESH_AXES), rules)
+
 
 class Jitted:
   """A jitted function traced under its partitioner's context (call it like the function)."""
@@ -65,6 +79,10 @@ class Jitted:
   def eval_shape(self, *args, **kwargs):
     with self._partitioner.context():
       return self._jitted.eval_shape(*args, **kwargs)
+
+  def __getattr__(self, name: str):
+    """Everything else of the jitted function (e.g. `_cache_size`), which does not trace."""
+    return getattr(self._jitted, name)
 
 
 def count_sharding_constraints(lowered_text: str) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 
 from hint_jax import types
 from hint_jax.models import hint
+from hint_jax.parallel import partitioner as partitioner_lib
 from hint_jax.peft import spec
 from hint_jax.serving import batching
 from hint_jax.serving import cache as cache_lib
@@ -113,12 +114,14 @@ def _next_pow2(n: int) -> int:
   return 1 << (n - 1).bit_length()
 
 
-def _compiled(model: hint.HintModel):
+def _compiled(model: hint.HintModel, partitioner: partitioner_lib.Partitioner):
   """(jitted encode_task, generate, score), shared by every Predictor of an equal model.
 
-  Keyed by the model's type and frozen config, so a reloaded checkpoint reuses compilations.
+  Keyed by the model's type and frozen config and the partitioner (mesh + rules), so a reloaded
+  checkpoint reuses compilations. Traced under the partitioner's mesh and axis rules, as the
+  trainer's programs are, so the model's activation constraints apply.
   """
-  key = (type(model), model.config)
+  key = (type(model), model.config, partitioner.key())
   if key not in _COMPILED:
     def generate(params, encoding, tokens_BL, index_B, rng, opts):
       return model.generate(params, encoding, tokens_BL, index_B, rng=rng, **dict(opts))
@@ -131,8 +134,9 @@ def _compiled(model: hint.HintModel):
     def encode(params, instruction_tokens_TI, cache_memory):
       encoding = model.encode_task(params, instruction_tokens_TI)
       return model.cache_memory(params, encoding) if cache_memory else encoding
-    _COMPILED[key] = (jax.jit(encode, static_argnames=("cache_memory",)),
-                      jax.jit(generate, static_argnames=("opts",)), jax.jit(score))
+    jit = partitioner.jit
+    _COMPILED[key] = (jit(encode, static_argnames=("cache_memory",)),
+                      jit(generate, static_argnames=("opts",)), jit(score))
   return _COMPILED[key]
 
 
@@ -150,7 +154,8 @@ class Predictor:
   def __init__(self, model: hint.HintModel, params: types.PyTree, vocab, *,
                checkpoint_id: str | None = None, cache_bytes: int = 1 << 30,
                cache_dir: str | None = None, buckets: Buckets = Buckets(),
-               concat_template: str = "{instruction}\n\n{input}", cache_memory: bool = True):
+               concat_template: str = "{instruction}\n\n{input}", cache_memory: bool = True,
+               partitioner: partitioner_lib.Partitioner | None = None):
     """Args:
       model: a `HintModel` (HINT, an ablation or the concatenation baseline).
       params: its unboxed params.
@@ -163,6 +168,8 @@ class Predictor:
       cache_memory: with fusion, cache the instruction's per-layer cross-attention keys/values
         [N, I, H, K] x 2 instead of H_I [I, D] (2N·H·K/D times the bytes; no per-example
         re-projection). False keeps the smaller entries and re-projects H_I in every batch.
+      partitioner: mesh + axis rules the programs are traced under (default: one device,
+        `partitioner.single_device()`); params should be placed on its mesh.
     """
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
     self.concat_template, self.cache_memory = concat_template, cache_memory
@@ -171,7 +178,8 @@ class Predictor:
     self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir, validate=self._validate)
     max_i = model.config.max_instruction_length
     self._instruction_buckets = tuple(sorted({min(b, max_i) for b in buckets.instruction_lengths}))
-    self._encode_task, self._generate, self._score = _compiled(model)
+    self.partitioner = partitioner or partitioner_lib.single_device()
+    self._encode_task, self._generate, self._score = _compiled(model, self.partitioner)
     self._signatures: dict[int, tuple] = {}
     self.truncated = {"instructions": 0, "inputs": 0}  # texts cut to the biggest bucket
     # Cache keys depend on everything that shapes an entry or its values: the weights (content
@@ -223,8 +231,8 @@ class Predictor:
     """The signature of an entry for an instruction bucket `length` (traced once, no compute)."""
     if length not in self._signatures:
       tokens = jax.ShapeDtypeStruct((1, length), jnp.int32)
-      encoding = jax.eval_shape(self._encode_task, self.params, tokens,
-                                cache_memory=self.cache_memory)
+      encoding = self._encode_task.eval_shape(self.params, tokens,
+                                              cache_memory=self.cache_memory)
       self._signatures[length] = _signature(cache_lib.Adaptation(
           encoding.task_params, encoding.encoded, encoding.mask, encoding.memory))
     return self._signatures[length]

@@ -6,6 +6,7 @@ import pytest
 
 from hint_jax.evaluation import rank_classification as rc
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.parallel import partitioner
 from hint_jax.peft import spec
 from hint_jax.serving import predictor as predictor_lib
 
@@ -174,3 +175,15 @@ def test_one_task_batch_uses_shared_memory_rows(hint_model, predictor):
   beams = {"method": "beam", "num_beams": 2}
   assert (predictor.generate([LONG] * 4, INPUTS, **beams)
           == plain.generate([LONG] * 4, INPUTS, **beams))
+
+
+
+def test_programs_are_traced_under_the_partitioners_rules(predictor):
+  """The serving programs carry the model's activation constraints, as the trainer's do;
+  `nn.with_logical_constraint` drops them from a program traced without a rules context."""
+  tokens = jax.ShapeDtypeStruct((1, 16), jnp.int32)
+  served = predictor._encode_task.lower(predictor.params, tokens, cache_memory=False)  # pylint: disable=protected-access
+  plain = jax.jit(predictor.model.encode_task).lower(predictor.params, tokens)
+  assert partitioner.count_sharding_constraints(plain.as_text()) == 0
+  assert partitioner.count_sharding_constraints(served.as_text()) > 0
+  assert predictor.partitioner.mesh.shape == {"data": 1, "model": 1}
