@@ -232,7 +232,18 @@ def _unreadable(where: str, e: Exception) -> CorruptCheckpointError:
                                 f"{' '.join(str(e).split())[:300]}")
 
 
-def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str, np.ndarray]:
+class PretrainedParams(dict):
+  """Flat {path: host array} params of another run's checkpoint (`load_params`) that remember
+  the checkpoint (`directory`, `step`), so that the trainer can take its optimizer state too
+  (`TrainConfig.init_optimizer_state`)."""
+
+  def __init__(self, flat: Mapping[str, Any], directory: epath.PathLike, step: int):
+    super().__init__(flat)
+    self.directory = str(directory)
+    self.step = int(step)
+
+
+def load_params(directory: epath.PathLike, step: int | None = None) -> PretrainedParams:
   """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint.
 
   Raises:
@@ -265,7 +276,51 @@ def load_params(directory: epath.PathLike, step: int | None = None) -> dict[str,
     mgr.close()
   flat = dict(traverse_util.flatten_dict(out["trainable"], sep="/"))
   flat.update(traverse_util.flatten_dict(out["frozen"], sep="/"))
-  return flat
+  return PretrainedParams(flat, directory, step)
+
+
+def optim_signature(signature: str | None) -> str:
+  """The optimizer part of a `TrainConfig.full_signature` ('optim=adafactor frozen=...')."""
+  return (signature or "").partition(" | ")[2] or "unrecorded"
+
+
+def load_opt_state(directory: epath.PathLike, step: int, target: Any) -> tuple[Any, str]:
+  """(opt_state, '') restored from another run's checkpoint into `target` (the abstract
+  optimizer state, ShapeDtypeStructs carrying shardings), or (None, why not) when the saved
+  optimizer state has another structure or shapes (another optimizer, frozen set or layer
+  layout).
+
+  Raises:
+    CorruptCheckpointError: the step's metadata or arrays cannot be read.
+  """
+  where = f"{directory}/{step}"
+  mgr = _reader(directory)
+  try:
+    try:
+      tree = mgr.item_metadata(step)["state"]
+      signature = mgr.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))["meta"].get("signature")
+    except Exception as e:  # a missing or garbled step directory
+      raise _unreadable(where, e) from e
+    if not tree or "opt_state" not in tree:
+      return None, f"checkpoint {where} holds no optimizer state"
+    saved, wanted = _shape_tree(tree["opt_state"]), _shape_tree(target)
+    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    if diff:
+      detail = ", ".join(f"{k}: saved {saved.get(k)} vs {wanted.get(k)}" for k in diff[:3])
+      return None, (f"its optimizer state does not match this run's ({len(diff)} of "
+                    f"{len(wanted)} arrays differ, e.g. {detail}; checkpoint "
+                    f"{optim_signature(signature)!r})")
+    args = ocp.checkpoint_utils.construct_restore_args(target)
+    try:
+      out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item={"opt_state": target}, restore_args={"opt_state": args},
+          partial_restore=True)))["state"]
+    except Exception as e:  # truncated or damaged array files
+      raise _unreadable(where, e) from e
+  finally:
+    mgr.close()
+  return out["opt_state"], ""
 
 
 _SCANNED = re.compile(r"(^|/)layers(/|$)")

@@ -25,6 +25,13 @@ class TrainConfig:
       stopping the run.
     init_patterns: path regexes taken from the pretrained params given to `train` (e.g.
       ('backbone/.*',)); applied only to a fresh run, never on resume.
+    init_optimizer_state: when the pretrained params come from another hint_jax run
+      (`init_from_checkpoint`) and give every trainable parameter, also take that run's
+      optimizer state (Adafactor or Adam statistics and their step counts), as the original
+      does when fine-tuning from hyper-pretraining (`gins/full_restore.gin`). Falls back to a
+      fresh optimizer state, with one log line saying why, when the optimizer, frozen set or
+      layer layout (`T5Config.scan_layers`) differ. This run's step and learning-rate
+      schedule start at 0 either way (`train_steps` counts this run's steps).
     signature: description of the model config stored in checkpoints; a resume under another
       signature is refused.
     peak_flops: per-device peak FLOP/s for the MFU estimate (None: measured with a matmul).
@@ -43,6 +50,7 @@ class TrainConfig:
   eval_batches: int | None = None
   skip_nonfinite: bool = False
   init_patterns: tuple[str, ...] = ("backbone/.*",)
+  init_optimizer_state: bool = True
   signature: str = ""
   peak_flops: float | None = None
   progress_bar: bool = True

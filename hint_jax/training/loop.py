@@ -3,6 +3,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+import optax
+from flax import traverse_util
 from jax.sharding import Mesh
 
 from hint_jax.models import interface
@@ -27,6 +30,7 @@ from hint_jax.training import state as state_lib
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]
+_LOG = logging.getLogger(__name__)
 # (start step, this process's input shard) -> its rows of each global batch from that step on
 BatchSource = Callable[[int, batches_lib.InputShard], Iterator[HostBatch]]
 
@@ -169,10 +173,56 @@ def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
 
   state = setup.partitioner.jit(init_fn, out_shardings=setup.shardings)()
   if pretrained is not None:
-    params, _ = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
+    params, chosen = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
     trainable, frozen = state_lib.split_params(cfg.optim, params)
     state = state.replace(trainable=trainable, frozen=frozen)
+    opt_state, why = _pretrained_opt_state(cfg, setup, state, pretrained, chosen)
+    if opt_state is None:
+      _LOG.info("init (fresh run): fresh optimizer state: %s", why)
+    else:
+      _LOG.info("init (fresh run): optimizer state from %s (statistics and their step counts; "
+                "this run's step and learning-rate schedule start at 0)", why)
+      state = state.replace(opt_state=opt_state)
   return state
+
+
+def _pretrained_opt_state(cfg, setup: Setup, state: state_lib.TrainState,
+                          pretrained: Mapping[str, Any], chosen: Sequence[str]
+                          ) -> tuple[Any, str]:
+  """(optimizer state, where from) of the checkpoint `pretrained` came from, or (None, why
+  not) (`TrainConfig.init_optimizer_state`).
+
+  Taken only when every trainable parameter came from that checkpoint in the same layer layout
+  and the saved optimizer state has this run's structure and shapes. Its statistics keep their
+  own step counts (Adafactor's second-moment decay, Adam's bias correction); the schedule's
+  count (`optax.ScaleByScheduleState`) restarts at this run's step 0.
+  """
+  if not cfg.init_optimizer_state:
+    return None, "TrainConfig.init_optimizer_state is off"
+  if not isinstance(pretrained, checkpoint.PretrainedParams):
+    return None, "the initial parameters carry no optimizer state (e.g. Hugging Face weights)"
+  trainable = list(traverse_util.flatten_dict(state.trainable, sep="/"))
+  taken = set(chosen)
+  left = [k for k in trainable if k not in taken]
+  if left:
+    return None, (f"init_patterns {list(cfg.init_patterns)} leave {len(left)} of "
+                  f"{len(trainable)} trainable parameters fresh (e.g. {left[0]}), whose "
+                  "statistics the checkpoint does not hold")
+  converted = [k for k in trainable if k not in pretrained]
+  if converted:
+    return None, (f"checkpoint {pretrained.directory} stores the layers in the other layout "
+                  f"(T5Config.scan_layers; e.g. {converted[0]}); optimizer statistics are not "
+                  "converted between layouts")
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        setup.abstract.opt_state, setup.shardings.opt_state)
+  restored, why = checkpoint.load_opt_state(pretrained.directory, pretrained.step, target)
+  if restored is None:
+    return None, f"{why}; this run: {checkpoint.optim_signature(cfg.full_signature())!r}"
+  def is_schedule(x):
+    return isinstance(x, optax.ScaleByScheduleState)
+  restored = jax.tree.map(lambda r, f: f if is_schedule(r) else r, restored, state.opt_state,
+                          is_leaf=is_schedule)
+  return restored, f"checkpoint {pretrained.directory} step {pretrained.step}"
 
 
 def init_or_restore(cfg, model, setup, example, ckpt: checkpoint.Checkpointer,

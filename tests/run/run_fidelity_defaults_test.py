@@ -65,6 +65,8 @@ def test_sni_finetuning_defaults():
                                              "targets": 256}
   assert data.mixture_or_task_name == "sni_def_2pos_hint" and data.converter == "hint"
   _check_original_optimiser(trainer.optim)
+  # gins/full_restore.gin: the optimiser state comes with the hyper-pretrained checkpoint
+  assert trainer.init_optimizer_state
 
 
 def test_p3_finetuning_defaults():
@@ -74,6 +76,7 @@ def test_p3_finetuning_defaults():
   assert data.batch_size == 2048
   assert dict(data.task_feature_lengths) == {"instruction": 512, "inputs": 1024, "targets": 256}
   _check_original_optimiser(trainer.optim)
+  assert trainer.init_optimizer_state
 
 
 def test_library_defaults_match_the_original():
