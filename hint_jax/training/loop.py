@@ -1,12 +1,8 @@
 """The host training loop: mesh, sharded init/restore, jitted step, checkpoints, eval, metrics."""
-import contextlib
 import dataclasses
 import functools
 import itertools
 import logging
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -23,7 +19,7 @@ from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.parallel import partitioner as partitioner_lib
 from hint_jax.parallel import sharding
 from hint_jax.training import batches as batches_lib
-from hint_jax.training import checkpoint, evaluate, optim
+from hint_jax.training import checkpoint, evaluate, optim, preemption
 from hint_jax.training import config as config_lib
 from hint_jax.training import metrics as metrics_lib
 from hint_jax.training import state as state_lib
@@ -32,75 +28,12 @@ from hint_jax.training import step as step_lib
 HostBatch = Mapping[str, np.ndarray]
 _LOG = logging.getLogger(__name__)
 # (start step, this process's input shard) -> its rows of each global batch from that step on
+Preempted = preemption.Preempted  # what `train` raises on SIGTERM/SIGINT
 BatchSource = Callable[[int, batches_lib.InputShard], Iterator[HostBatch]]
 
 
 class NonFiniteLossError(RuntimeError):
   """Training met a non-finite loss or gradient and `skip_nonfinite` is off."""
-
-
-class Preempted(Exception):
-  """SIGTERM or SIGINT stopped training after a step; that step was checkpointed.
-
-  `exit_code` is the shell's 128 + signal number (143 for SIGTERM, 130 for SIGINT).
-  """
-
-  def __init__(self, signum: int, step: int, directory: str):
-    self.signum, self.step, self.directory = signum, step, directory
-    self.exit_code = 128 + signum
-    self.line = (f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved "
-                 f"in {directory}; run the same command again to resume from it")
-    super().__init__(self.line)
-
-
-class _StopRequest:
-  """Set by the first SIGTERM/SIGINT (T5X-style preemption); the loop reads it after each step.
-
-  A second signal while the checkpoint is being written stops at once (the previous handlers'
-  behaviour). With several processes the signal is JAX's preemption notice (its coordination
-  service agrees on the step, `multihost_utils.reached_preemption_sync_point`), so every
-  process saves the same step; no Python handler is installed then.
-  """
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.signum: int | None = None
-    self._previous: dict[int, Any] = {}
-
-  def _handle(self, signum, frame):
-    if self.signum is not None:  # second signal: give up on the save
-      self.restore()
-      previous = signal.getsignal(signum)
-      if callable(previous):
-        previous(signum, frame)
-      else:
-        os.kill(os.getpid(), signum)
-      return
-    self.signum = signum
-
-  @contextlib.contextmanager
-  def installed(self):
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-    try:
-      yield self
-    finally:
-      self.restore()
-
-  def restore(self) -> None:
-    for s, h in self._previous.items():
-      signal.signal(s, h)
-    self._previous = {}
-
-  def stop_after(self, step: int) -> int | None:
-    """The signal to stop for after `step` (None: keep going)."""
-    if jax.process_count() == 1:
-      return self.signum
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    try:
-      return signal.SIGTERM if multihost_utils.reached_preemption_sync_point(step) else None
-    except RuntimeError:  # no preemption service (jax.distributed without it)
-      return None
 
 
 @dataclasses.dataclass
@@ -398,7 +331,7 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
   reporter = metrics_lib.Reporter(cfg.model_dir, cfg.train_steps, int(jax.device_get(state.step)),
                                   cfg.progress_bar)
   try:
-    with _StopRequest().installed() as stop:
+    with preemption.StopRequest().installed() as stop:
       state = _run(cfg, state, step_fn, batches, data_step, setup, ckpt, reporter, eval_fn,
                    dict(extra_meta or {}), stop)
   finally:
@@ -408,7 +341,7 @@ def train(cfg: config_lib.TrainConfig, model: interface.Model, data: BatchSource
 
 
 def _run(cfg, state, step_fn, batches, data_step: int, setup: Setup, ckpt, reporter, eval_fn,
-         meta, stop: _StopRequest):
+         meta, stop: preemption.StopRequest):
   """Steps from the state's step to `train_steps`, checkpointing and evaluating on the way.
 
   `batches` starts at batch `data_step` of the data stream; `stop` is checked after each step.
@@ -436,7 +369,7 @@ def _run(cfg, state, step_fn, batches, data_step: int, setup: Setup, ckpt, repor
             setup.global_batch_size, meta)
     if signum is not None and step < cfg.train_steps:
       ckpt.wait()
-      raise Preempted(signum, step, str(ckpt.directory))
+      raise preemption.Preempted(signum, step, str(ckpt.directory))
     _maybe_eval(cfg, step, state, eval_fn, reporter, force=step == cfg.train_steps)
   tracker.flush()
   return state
