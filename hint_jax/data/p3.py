@@ -143,42 +143,149 @@ class P3Config:
   edited_prompts: bool = True
 
 
+_STRING_FIELDS = (("inputs", True), ("targets", True), ("template", False))
+
+
+def _kind(value) -> str:
+  return "null" if value is None else type(value).__name__
+
+
+def _checked_str(value: str, where: str, key: str) -> str:
+  """`value` if it encodes as UTF-8 (json.loads accepts lone surrogates such as "\\ud800")."""
+  try:
+    value.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise P3FormatError(f"{where}: field {key!r} holds a lone surrogate "
+                        f"({value[e.start]!r} at character {e.start})") from None
+  return value
+
+
+def check_record(record, where: str) -> dict:
+  """`record` if it follows the p3_sample schema, else a one-line `P3FormatError`.
+
+  Schema: a JSON object with string `inputs` (not blank) and `targets` (may be empty: P3 has
+  empty answers), optional string `template`, optional `answer_choices` (list of strings) and
+  optional boolean `is_correct`; no string holds a lone surrogate. `where` is "<file>:<line>".
+  """
+  if not isinstance(record, dict):
+    raise P3FormatError(f"{where}: a record must be a JSON object, got {_kind(record)}")
+  for key, required in _STRING_FIELDS:
+    if key not in record:
+      if required:
+        raise P3FormatError(f"{where}: missing field {key!r}")
+      continue
+    if not isinstance(record[key], str):
+      raise P3FormatError(f"{where}: field {key!r} must be a string, got {_kind(record[key])}")
+    _checked_str(record[key], where, key)
+  if not record["inputs"].strip():
+    raise P3FormatError(f"{where}: field 'inputs' is empty")
+  choices = record.get("answer_choices", [])
+  if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+    bad = choices if not isinstance(choices, list) else next(
+        c for c in choices if not isinstance(c, str))
+    raise P3FormatError(f"{where}: field 'answer_choices' must be a list of strings, "
+                        f"got {'a list holding ' if isinstance(choices, list) else ''}{_kind(bad)}")
+  for i, choice in enumerate(choices):
+    _checked_str(choice, where, f"answer_choices[{i}]")
+  if not isinstance(record.get("is_correct", False), bool):
+    raise P3FormatError(f"{where}: field 'is_correct' must be a boolean, "
+                        f"got {_kind(record['is_correct'])}")
+  return record
+
+
 def read_jsonl(path: epath.Path) -> list[dict]:
-  """Records `{template, inputs, targets}` of one p3_sample file."""
+  """Records `{template, inputs, targets}` of one p3_sample file, each checked by `check_record`.
+
+  Raises:
+    P3FormatError: non-UTF-8 bytes, a line that is not JSON, or a record off the schema (one
+      line naming the file, the line and the field).
+  """
+  data = path.read_bytes()
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = data.count(b"\n", 0, e.start) + 1
+    raise P3FormatError(f"{path}:{line}: not valid UTF-8 (byte {e.start})") from None
   out = []
-  for i, line in enumerate(path.read_text(encoding="utf-8").split("\n")):
+  for i, line in enumerate(text.split("\n")):
     if not line.strip():
       continue
     try:
       record = json.loads(line)
     except json.JSONDecodeError as e:
       raise P3FormatError(f"{path}:{i + 1}: malformed JSON: {e}") from None
-    for key in ("inputs", "targets"):
-      if not isinstance(record.get(key), str):
-        raise P3FormatError(f"{path}:{i + 1}: missing field {key!r}")
-    out.append(record)
+    except RecursionError:
+      raise P3FormatError(f"{path}:{i + 1}: malformed JSON: nested too deeply") from None
+    out.append(check_record(record, f"{path}:{i + 1}"))
   return out
+
+
+def _plain_name(name, what: str) -> str:
+  """`name` if it is a plain file name (no separators, no leading '.', no NUL, not empty)."""
+  if (not isinstance(name, str) or not name or name.startswith(".") or "\x00" in name
+      or "/" in name or "\\" in name or os.sep in name
+      or (os.altsep is not None and os.altsep in name)):
+    raise P3FormatError(f"bad P3 {what} name {name!r}: a {what} name is a plain file name "
+                        "inside the P3 data directory (no path separators, no leading '.')")
+  return name
+
+
+def template_path(name: str, p3_dir: str | os.PathLike | None = None) -> epath.Path:
+  """`<p3_dir>/templates/<name>.jsonl`, refusing names that would reach outside `templates/`."""
+  return paths.p3_dir(p3_dir) / "templates" / f"{_plain_name(name, 'template')}.jsonl"
+
+
+def read_template(name: str, p3_dir: str | os.PathLike | None = None) -> list[dict]:
+  """The checked records of template `name` (see `read_jsonl`).
+
+  Raises:
+    P3FormatError: a bad template name, no such file, or a malformed file.
+  """
+  path = template_path(name, p3_dir)
+  if not path.exists():
+    raise P3FormatError(f"unknown P3 template {name!r}: no file {path}")
+  return read_jsonl(path)
 
 
 def read_tfrecord(path: str) -> list[dict]:
   """Records of a P3 tfrecord file (`inputs_pretokenized`, `targets_pretokenized`, and the
-  optional `answer_choices` / `is_correct` of the scoring variants)."""
+  optional `answer_choices` / `is_correct` of the scoring variants).
+
+  Raises:
+    P3FormatError: a record that does not parse (a missing or mistyped feature, a damaged
+      file) or holds non-UTF-8 text, naming the file, the record index and the feature.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # only this reader needs TF
   spec = {"inputs_pretokenized": tf.io.FixedLenFeature([], tf.string),
           "targets_pretokenized": tf.io.FixedLenFeature([], tf.string),
           "answer_choices": tf.io.VarLenFeature(tf.string),
           "is_correct": tf.io.VarLenFeature(tf.int64)}
-  out = []
-  for raw in tf.data.TFRecordDataset(path):
-    ex = tf.io.parse_single_example(raw, spec)
-    choices = [c.decode("utf-8") for c in tf.sparse.to_dense(ex["answer_choices"]).numpy()]
-    record = {"inputs": ex["inputs_pretokenized"].numpy().decode("utf-8"),
-              "targets": ex["targets_pretokenized"].numpy().decode("utf-8").strip(),
-              "answer_choices": choices}
-    correct = tf.sparse.to_dense(ex["is_correct"]).numpy().tolist()
-    if correct:
-      record["is_correct"] = bool(correct[0])
-    out.append(record)
+
+  def text(value: bytes, i: int, key: str) -> str:
+    try:
+      return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise P3FormatError(f"{path}: record {i}: feature {key!r} is not valid UTF-8 "
+                          f"(byte {e.start})") from None
+
+  out: list[dict] = []
+  try:
+    for raw in tf.data.TFRecordDataset(path):
+      i = len(out)
+      ex = tf.io.parse_single_example(raw, spec)
+      choices = [text(c, i, "answer_choices")
+                 for c in tf.sparse.to_dense(ex["answer_choices"]).numpy()]
+      record = {"inputs": text(ex["inputs_pretokenized"].numpy(), i, "inputs_pretokenized"),
+                "targets": text(ex["targets_pretokenized"].numpy(), i,
+                                "targets_pretokenized").strip(),
+                "answer_choices": choices}
+      correct = tf.sparse.to_dense(ex["is_correct"]).numpy().tolist()
+      if correct:
+        record["is_correct"] = bool(correct[0])
+      out.append(record)
+  except tf.errors.OpError as e:
+    first = (e.message or type(e).__name__).strip().splitlines()[0]
+    raise P3FormatError(f"{path}: record {len(out)}: {first}") from None
   return out
 
 
@@ -217,6 +324,7 @@ def _capped(recs: list, name: str, num_templates: int, cfg: P3Config) -> list:
 def tfrecord_records(split: str, cfg: P3Config) -> Iterator[dict]:
   """Yields records of `<tfrecord_dir>/<task>/<split>.tfrecord-*`, task by task (sorted)."""
   root = epath.Path(cfg.tfrecord_dir)
+  _plain_name(split, "split")  # the split is a file-name prefix inside each task directory
   task_dirs = sorted(p for p in root.iterdir() if p.is_dir())
   if not task_dirs:
     raise P3FormatError(f"no P3 task directories under {root}")
