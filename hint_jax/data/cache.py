@@ -2,16 +2,21 @@
 
 Layout under a cache directory (local disk, or a mounted bucket):
 
-  <cache_dir>/<task>/<split>/manifest.json      {"kind": "task", "num_examples", "shards", ...}
-  <cache_dir>/<task>/<split>/data-00000.array_record, ...   one msgpack record per example
+  <cache_dir>/<task>/<split>/manifest.json      {"kind": "task", "format": 2, "num_examples",
+                                                 "examples_per_block", "shards", ...}
+  <cache_dir>/<task>/<split>/data-00000.array_record, ...   one record per block of examples
   <cache_dir>/<mixture>/<split>/manifest.json   {"kind": "mixture", "tasks": [{name, rate}]}
 
-A record is one example as `pipeline.load_task` returns it (int32 token features, decoded
+An example is a msgpack map as `pipeline.load_task` returns it (int32 token features, decoded
 strings; `hint-jax cache-tasks` leaves out the `*_pretokenized` strings unless asked), token
-arrays whose ids fit stored as uint16. Files are written
-with `group_size:1` so any record is read by index without decoding its neighbours. A split is
-written into a temporary directory that is renamed into place only when complete, so a reader
-never sees half-written shards under the final name.
+arrays whose ids fit stored as uint16. One ArrayRecord record (a *block*) is a msgpack list of
+`examples_per_block` consecutive encoded examples (the last block of a task may be shorter;
+shards hold whole blocks), so ArrayRecord's in-memory record index (about 60 bytes per
+record) costs 60 / examples_per_block bytes per example, and a reader decodes only the
+examples it uses of a block. Files are written with `group_size:1` (a block is read without
+its neighbours). Format 1 (one record per example) is refused with a one-line error. A split
+is written into a temporary directory that is renamed into place only when complete, so a
+reader never sees half-written shards under the final name.
 """
 import json
 import os
@@ -19,14 +24,15 @@ import pathlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: one record per example; 2: blocks of examples per record
 MANIFEST = "manifest.json"
 DEFAULT_EXAMPLES_PER_SHARD = 1_000_000  # fewer files read faster (BENCHMARKS.md)
+DEFAULT_EXAMPLES_PER_BLOCK = 128
 COMPRESSION = ("uncompressed", "zstd")
 _EXT_ARRAY, _EXT_TOKENS16, _EXT_SCALAR = 1, 2, 3
 Progress = Callable[[str], None]
@@ -72,6 +78,16 @@ def decode_example(data: bytes) -> dict:
   return msgpack.unpackb(data, ext_hook=_unpack, raw=False)
 
 
+def encode_block(encoded_examples: Sequence[bytes]) -> bytes:
+  """Encoded examples -> one record (a msgpack list of their bytes)."""
+  return msgpack.packb(list(encoded_examples), use_bin_type=True)
+
+
+def decode_block(record: bytes) -> list[bytes]:
+  """Inverse of `encode_block`: the encoded examples of a block (each for `decode_example`)."""
+  return msgpack.unpackb(record, raw=False)
+
+
 def split_dir(cache_dir: str | os.PathLike, name: str, split: str) -> pathlib.Path:
   return pathlib.Path(cache_dir) / name / split
 
@@ -110,17 +126,19 @@ def write_task(cache_dir: str | os.PathLike, name: str, split: str,
                examples: Iterable[Mapping[str, object]],
                examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
                compression: str = "uncompressed", progress: Progress | None = None,
-               extra: Mapping[str, object] | None = None) -> dict:
+               extra: Mapping[str, object] | None = None,
+               examples_per_block: int = DEFAULT_EXAMPLES_PER_BLOCK) -> dict:
   """Writes `examples` (tokenized, in the task's order) as the cache of `name`/`split`.
 
   Args:
     cache_dir: cache root.
     name: task name; split: split name.
     examples: dicts as `pipeline.load_task` returns them.
-    examples_per_shard: records per ArrayRecord file.
+    examples_per_shard: examples per ArrayRecord file (rounded up to whole blocks).
     compression: "uncompressed" (fastest reads) or "zstd" (smaller files with strings).
     progress: called with a one-line status now and then.
     extra: json-able values stored in the manifest (e.g. the vocabulary).
+    examples_per_block: consecutive examples per ArrayRecord record.
 
   Returns:
     The manifest written.
@@ -128,19 +146,22 @@ def write_task(cache_dir: str | os.PathLike, name: str, split: str,
   Raises:
     CacheError: the directory is not writable, or there are no examples.
   """
+  if examples_per_block < 1 or examples_per_shard < 1:
+    raise CacheError(f"examples_per_block {examples_per_block} and examples_per_shard "
+                     f"{examples_per_shard} must be positive")
   final = split_dir(cache_dir, name, split)
   _prepare_parent(final.parent)
   tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
   tmp.mkdir()
   try:
-    shards = _write_shards(tmp, examples, examples_per_shard, compression, progress,
-                           f"{name}/{split}")
-    total = sum(s["num_records"] for s in shards)
+    shards = _write_shards(tmp, examples, examples_per_shard, examples_per_block, compression,
+                           progress, f"{name}/{split}")
+    total = sum(s["num_examples"] for s in shards)
     if not total:
       raise CacheError(f"task {name!r} split {split!r} has no examples; nothing cached")
     manifest = {"kind": "task", "format": FORMAT_VERSION, "name": name, "split": split,
-                "num_examples": total, "compression": compression, "shards": shards,
-                **dict(extra or {})}
+                "num_examples": total, "examples_per_block": examples_per_block,
+                "compression": compression, "shards": shards, **dict(extra or {})}
     _commit(tmp, final, manifest)
   finally:
     if tmp.exists():
@@ -149,24 +170,36 @@ def write_task(cache_dir: str | os.PathLike, name: str, split: str,
 
 
 def _write_shards(tmp: pathlib.Path, examples: Iterable[Mapping[str, object]], per_shard: int,
-                  compression: str, progress: Progress | None, label: str) -> list[dict]:
+                  per_block: int, compression: str, progress: Progress | None,
+                  label: str) -> list[dict]:
   shards: list[dict] = []
-  writer, count, total, start = None, 0, 0, time.time()
-  for example in examples:
+  writer, block, total, start = None, [], 0, time.time()
+
+  def flush_block():
+    nonlocal writer
     if writer is None:
       filename = f"data-{len(shards):05d}.array_record"
-      writer, count = _writer(tmp / filename, compression), 0
-      shards.append({"file": filename, "num_records": 0})
-    writer.write(encode_example(example))
-    count, total = count + 1, total + 1
-    if count == per_shard:
+      writer = _writer(tmp / filename, compression)
+      shards.append({"file": filename, "num_records": 0, "num_examples": 0})
+    writer.write(encode_block(block))
+    shards[-1]["num_records"] += 1
+    shards[-1]["num_examples"] += len(block)
+    block.clear()
+    if shards[-1]["num_examples"] >= per_shard:
       writer.close()
-      shards[-1]["num_records"], writer = count, None
+      writer = None
+
+  for example in examples:
+    block.append(encode_example(example))
+    total += 1
+    if len(block) == per_block:
+      flush_block()
     if progress and total % 10_000 == 0:
       progress(f"{label}: {total} examples ({total / (time.time() - start):.0f}/s)")
+  if block:
+    flush_block()
   if writer is not None:
     writer.close()
-    shards[-1]["num_records"] = count
   if progress:
     progress(f"{label}: {total} examples in {len(shards)} shard(s), "
              f"{time.time() - start:.1f}s")
@@ -212,7 +245,9 @@ def read_manifest(cache_dir: str | os.PathLike, name: str, split: str) -> dict:
     raise CacheError(f"cannot read cache manifest {path}: {e}") from None
   if manifest.get("format") != FORMAT_VERSION or manifest.get("kind") not in ("task", "mixture"):
     raise CacheError(f"cache manifest {path} has format {manifest.get('format')!r}, kind "
-                     f"{manifest.get('kind')!r}; expected format {FORMAT_VERSION}; re-cache")
+                     f"{manifest.get('kind')!r}; this version reads format {FORMAT_VERSION} "
+                     f"(blocks of examples): re-run `hint-jax cache-tasks {name} "
+                     f"--split={split} --output_dir={root}`")
   for shard in manifest.get("shards", ()):
     file = path.parent / shard["file"]
     if not file.is_file():
@@ -221,6 +256,19 @@ def read_manifest(cache_dir: str | os.PathLike, name: str, split: str) -> dict:
 
 
 def shard_instructions(cache_dir: str | os.PathLike, manifest: Mapping) -> list[str]:
-  """ArrayRecord read instructions `path[0:n]` of a task's shards (no file is opened)."""
+  """ArrayRecord read instructions `path[0:blocks]` of a task's shards (no file is opened)."""
   base = split_dir(cache_dir, manifest["name"], manifest["split"])
   return [f"{base / s['file']}[0:{s['num_records']}]" for s in manifest["shards"]]
+
+
+def read_examples(cache_dir: str | os.PathLike, manifest: Mapping) -> Iterator[dict]:
+  """Every example of a cached task, in the order written (sequential reads, for checks)."""
+  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+  base = split_dir(cache_dir, manifest["name"], manifest["split"])
+  for shard in manifest["shards"]:
+    reader = array_record_module.ArrayRecordReader(str(base / shard["file"]))
+    try:
+      for record in reader.read_all():
+        yield from map(decode_example, decode_block(record))
+    finally:
+      reader.close()

@@ -1,23 +1,32 @@
-"""Streaming training batches from a task cache: Grain index sampling, per-host random reads.
+"""Streaming training batches from a task cache: lazy, vectorized order; per-host block reads.
 
 The example at global position p (batch `p // B`, row `p % B`) is a pure function of
-`(seed, p)`, computed lazily, without any per-epoch table:
+`(seed, p)`, computed lazily, per batch and in numpy, without any per-epoch table:
 
 1. Mixture epochs of `E = sum(quotas)` slots, `quotas` as in `pipeline.load_source` (mixture
    rates scaled to the total example count; T0's `examples_rate` caps reach us as rates).
-   Slot `p % E` of epoch `p // E` goes through Grain's `index_shuffle` (a lazy pseudo-random
-   bijection, seeded per epoch) onto a task `t` (the slot's range of `quotas`) and a position
-   in task t's own stream, which continues from one mixture epoch to the next.
-2. Task t's stream is its records under a fresh lazy permutation per task epoch, exactly as
-   `grain.MapDataset.range(n_t).shuffle(seed_t).repeat()` orders them.
+   Within an epoch the tasks are interleaved by Webster's (Sainte-Lague) apportionment: item i
+   of task t comes at key `(i + 1/2) / q_t` (ties: lower task first), so every stretch of the
+   epoch holds each task at its rate (to within one example), and task t's items of any range
+   of positions are consecutive in its stream (`epoch * q_t + i`): its i-th slot ever is
+   stream position i. Position -> item is a binary search on exact integer ranks.
+2. Task t's stream: its examples, cached in blocks of `b` consecutive examples (one
+   ArrayRecord record each), under a fresh order per task epoch: a keyed lazy permutation of
+   its full blocks (the short last block, if any, last), cut into windows of
+   `W = window_examples // b` blocks, and a keyed permutation of the examples of each window.
+   So consecutive stream positions are a random sample of `W` blocks from all over the task,
+   and a window is used up before the next one starts.
 
-A process fed by `InputShard(index, count)` reads only rows `[index * B / count, ...)` of each
-global batch, by record index from the ArrayRecord files (one batched read per file and
-batch). So start-up costs one manifest per task plus loading each file's record index on its
-first read, and host memory is a few batches plus those indices (about 60 bytes per record in
-ArrayRecord's in-memory index: the one part that grows with the dataset).
-Batches are built by `converters.convert`, exactly as in `pipeline.TrainIterator`, and
-prefetched in order by a Grain thread.
+The permutations are 4-round Feistel networks with cycle walking (keys from `(seed, task,
+epoch[, window])`), applied to whole arrays: no per-example Python call. A process fed by
+`InputShard(index, count)` computes only its rows `[index * B / count, ...)` of each global
+batch, reads the blocks they fall in (whole, one batched read per file; an LRU of two windows
+of blocks per task keeps them while the window lasts) and decodes only its own examples. So
+start-up costs one manifest per task plus each file's record index (about 60 bytes per block,
+i.e. under 1 byte per example), and host memory is a few batches plus at most two windows of
+raw examples per task: independent of the dataset size. Batches are built by
+`converters.convert`, exactly as in `pipeline.TrainIterator`, and prefetched in order by a
+Grain thread.
 """
 import bisect
 import collections
@@ -26,6 +35,7 @@ import functools
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 import grain
@@ -34,7 +44,10 @@ import numpy as np
 from hint_jax.data import cache, converters, pipeline
 
 Batch = converters.Batch
-_MIX_STREAM = 1 << 20  # seed-sequence key of the mixture shuffle (tasks use 0, 1, ...)
+WINDOW_EXAMPLES = 4096  # examples per window of a task stream (W = this // examples_per_block)
+_ROUNDS = 4
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_BLOCK_ORDER, _WINDOW_ORDER = 2, 3  # seed-sequence tags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +58,8 @@ class CachedSource:
   sizes: tuple[int, ...]
   rates: tuple[float, ...]
   quotas: tuple[int, ...]
-  shards: tuple[tuple[str, ...], ...]  # per task: ArrayRecord read instructions
+  shards: tuple[tuple[str, ...], ...]  # per task: ArrayRecord read instructions (blocks)
+  block_sizes: tuple[int, ...] = ()  # per task: examples per block
 
   @property
   def epoch_size(self) -> int:
@@ -64,7 +78,8 @@ def open_source(cache_dir: str | os.PathLike, name: str, split: str) -> CachedSo
   """Reads the manifests of `name`/`split` (a cached task or mixture); opens no data file.
 
   Raises:
-    cache.CacheError: not cached, or a manifest or shard is missing (one line).
+    cache.CacheError: not cached, an old cache format, or a manifest or shard is missing
+      (one line).
   """
   manifest = cache.read_manifest(cache_dir, name, split)
   if manifest["kind"] == "task":
@@ -81,57 +96,153 @@ def open_source(cache_dir: str | os.PathLike, name: str, split: str) -> CachedSo
   sizes = tuple(int(m["num_examples"]) for m in tasks)
   return CachedSource(name, tuple(t for t, _ in rates), sizes, tuple(r for _, r in rates),
                       mixture_quotas(sizes, [r for _, r in rates]),
-                      tuple(tuple(cache.shard_instructions(cache_dir, m)) for m in tasks))
+                      tuple(tuple(cache.shard_instructions(cache_dir, m)) for m in tasks),
+                      tuple(int(m["examples_per_block"]) for m in tasks))
 
 
-def _seed32(seed: int, stream: int) -> int:
-  return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+@functools.lru_cache(maxsize=4096)
+def _keys(seed: int, *stream: int) -> np.ndarray:
+  return np.random.SeedSequence([seed, *stream]).generate_state(_ROUNDS, np.uint64)
 
 
-class QuotaEpochs(grain.transforms.DatasetSelectionMap):
-  """Global position -> (task, position in that task's stream): lazily shuffled quota epochs."""
+def permute(x: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+  """A keyed bijection of [0, n) applied to the int array `x` (values in [0, n)).
 
-  def __init__(self, quotas: Sequence[int], seed: int):
-    self._quotas = tuple(int(q) for q in quotas)
-    self._ends = list(np.cumsum(self._quotas).tolist())
-    self._epoch = self._ends[-1]
-    self._seed = _seed32(seed, _MIX_STREAM)
+  A balanced Feistel network on the smallest even number of bits that holds n, with cycle
+  walking (values that land in [n, 2^bits) are permuted again until they fall below n).
+  """
+  x = np.asarray(x, np.int64)
+  if n <= 1:
+    return np.zeros_like(x)
+  half = max(1, ((n - 1).bit_length() + 1) // 2)
+  shift, mask = np.uint64(half), np.uint64((1 << half) - 1)
+  out, todo, cur = np.empty_like(x), np.arange(x.size), x.astype(np.uint64)
+  while todo.size:
+    left, right = cur >> shift, cur & mask
+    for key in keys:
+      h = (right ^ key) * _M1
+      h = (h ^ (h >> np.uint64(31))) * _M2
+      left, right = right, left ^ ((h ^ (h >> np.uint64(29))) & mask)
+    cur = (left << shift) | right
+    done = cur < np.uint64(n)
+    out[todo[done]] = cur[done]
+    todo, cur = todo[~done], cur[~done]
+  return out
 
-  def __len__(self) -> int:
-    return sys.maxsize
 
-  def __getitem__(self, index: int) -> tuple[int, int]:
-    epoch, offset = divmod(int(index), self._epoch)
-    slot = grain.experimental.index_shuffle(
-        offset, max_index=self._epoch - 1, seed=(self._seed + epoch) % 2**32, rounds=4)
-    task = bisect.bisect_right(self._ends, slot)
-    start = self._ends[task - 1] if task else 0
-    return task, epoch * self._quotas[task] + slot - start
+class QuotaEpochs:
+  """Global position -> (task, position in that task's stream): Webster-interleaved epochs."""
+
+  def __init__(self, quotas: Sequence[int]):
+    self._q = np.asarray(quotas, np.int64)
+    self._epoch = int(self._q.sum())
+    self._cum: dict[int, np.ndarray] = {}
+
+  def _rank(self, task: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Offset in the epoch of item i of task `task` (arrays): #items with a smaller key."""
+    a = (2 * i + 1)[:, None] * self._q[None, :]
+    b = self._q[task][:, None]
+    quot, rem = np.divmod(a, b)
+    before = (quot + (rem > 0)) // 2
+    before += (rem == 0) & (quot % 2 == 1) & (np.arange(len(self._q))[None, :] < task[:, None])
+    return before.sum(axis=1)
+
+  def _items_before(self, offset: int) -> np.ndarray:
+    """Per task: how many of its items an epoch has before `offset` (binary search)."""
+    if offset not in self._cum:
+      lo, hi = np.zeros_like(self._q), self._q.copy()
+      tasks = np.arange(len(self._q))
+      while (open_ := lo < hi).any():
+        mid = (lo + hi) // 2
+        below = np.zeros_like(open_)
+        below[open_] = self._rank(tasks[open_], mid[open_]) < offset
+        lo = np.where(open_ & below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+      if len(self._cum) > 64:
+        self._cum.clear()
+      self._cum[offset] = lo
+    return self._cum[offset]
+
+  def locate(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tasks and task-stream positions of global positions [start, stop)."""
+    if len(self._q) == 1:
+      return np.zeros(stop - start, np.int64), np.arange(start, stop, dtype=np.int64)
+    tasks, ks = [], []
+    p = start
+    while p < stop:
+      epoch, a = divmod(p, self._epoch)
+      b = min(self._epoch, a + stop - p)
+      lo, hi = self._items_before(a), self._items_before(b)
+      task = np.repeat(np.arange(len(self._q)), hi - lo)
+      i = np.concatenate([np.arange(x, y) for x, y in zip(lo, hi)])
+      order = np.argsort(self._rank(task, i), kind="stable")
+      tasks.append(task[order])
+      ks.append(epoch * self._q[task[order]] + i[order])
+      p += b - a
+    return np.concatenate(tasks), np.concatenate(ks)
+
+  def __getitem__(self, position: int) -> tuple[int, int]:
+    task, k = self.locate(int(position), int(position) + 1)
+    return int(task[0]), int(k[0])
+
+
+class TaskOrder:
+  """Task stream position -> (block, index in block): windows of shuffled blocks per epoch."""
+
+  def __init__(self, task: int, size: int, block: int, seed: int,
+               window_examples: int = WINDOW_EXAMPLES):
+    self.task, self.size, self.block, self.seed = task, size, block, seed
+    self.window_blocks = max(1, window_examples // block)
+    self._full, self._blocks = size // block, -(-size // block)
+    self._window = self.window_blocks * block
+
+  def locate(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    epoch, offset = np.divmod(np.asarray(k, np.int64), self.size)
+    window, j = np.divmod(offset, self._window)
+    group = epoch * (self._blocks // self.window_blocks + 1) + window
+    cuts = np.flatnonzero(np.diff(group)) + 1
+    blocks, inside = np.empty_like(j), np.empty_like(j)
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(j)]):
+      e, w = int(epoch[lo]), int(window[lo])
+      count = min(self._window, self.size - w * self._window)
+      jj = permute(j[lo:hi], count, _keys(self.seed, _WINDOW_ORDER, self.task, e, w))
+      pos = w * self.window_blocks + jj // self.block
+      full = pos < self._full
+      order = permute(np.where(full, pos, 0), self._full,
+                      _keys(self.seed, _BLOCK_ORDER, self.task, e))
+      blocks[lo:hi] = np.where(full, order, self._blocks - 1)
+      inside[lo:hi] = jj % self.block
+    return blocks, inside
 
 
 class ExampleIndex:
-  """Global position -> (task, record): the mixture's quota epochs, then the task's own
-  per-epoch permutation, exactly as `grain.MapDataset.range(n).shuffle(seed_t).repeat()`."""
+  """Global position -> (task, block, index in block): the mixture's quota epochs, then the
+  task's windowed block order."""
 
-  def __init__(self, source: CachedSource, seed: int):
-    self._mix = QuotaEpochs(source.quotas, seed)
-    self._sizes = source.sizes
-    self._seeds = tuple(_seed32(seed, t) for t in range(len(source.sizes)))
+  def __init__(self, source: CachedSource, seed: int, window_examples: int = WINDOW_EXAMPLES):
+    self.mix = QuotaEpochs(source.quotas)
+    self.tasks = [TaskOrder(t, n, b, seed, window_examples)
+                  for t, (n, b) in enumerate(zip(source.sizes, source.block_sizes))]
+
+  def locate(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    task, k = self.mix.locate(start, stop)
+    block, inside = np.empty_like(k), np.empty_like(k)
+    for t in np.unique(task):
+      rows = np.flatnonzero(task == t)
+      block[rows], inside[rows] = self.tasks[t].locate(k[rows])
+    return task, block, inside
 
   def __getitem__(self, position: int) -> tuple[int, int]:
-    task, k = self._mix[position]
-    epoch, offset = divmod(k, self._sizes[task])
-    return task, grain.experimental.index_shuffle(
-        offset, max_index=self._sizes[task] - 1, seed=(self._seeds[task] + epoch) % 2**32,
-        rounds=4)
+    """(task, example index in the task) at a global position."""
+    task, block, inside = self.locate(int(position), int(position) + 1)
+    return int(task[0]), int(block[0]) * self.tasks[int(task[0])].block + int(inside[0])
 
 
-class TaskRecords:
-  """Records of one cached task by index, over its shard files (readers open on first use).
+class TaskBlocks:
+  """Blocks of one cached task by index, over its shard files (readers open on first use).
 
   Reads go straight to ArrayRecord's C++ reader, one batched `read` per file, in the calling
-  thread (`ArrayRecordDataSource.__getitems__` starts a thread pool on every call, which
-  costs more than it saves at a batch's few hundred records).
+  thread (`ArrayRecordDataSource.__getitems__` starts a thread pool on every call).
   """
 
   def __init__(self, shards: Sequence[str]):
@@ -151,35 +262,52 @@ class TaskRecords:
           self._files[f][0], "readahead_buffer_size:0,max_parallelism:1")
     return self._readers[f]
 
-  def read(self, records: Sequence[int]) -> list[bytes]:
+  def read(self, blocks: Sequence[int]) -> list[list[bytes]]:
+    """The encoded examples of each block."""
     by_file = collections.defaultdict(list)
-    for i, r in enumerate(records):
+    for i, r in enumerate(blocks):
       f = bisect.bisect_right(self._ends, r)
       by_file[f].append((i, r - (self._ends[f - 1] if f else 0) + self._files[f][1]))
-    out: list[bytes] = [b""] * len(records)
+    out: list[list[bytes]] = [[] for _ in blocks]
     for f, items in by_file.items():
       for (i, _), data in zip(items, self._reader(f).read([pos for _, pos in items])):
-        out[i] = data
+        out[i] = cache.decode_block(data)
     return out
 
 
 class ExampleReader:
-  """Reads the examples at global positions: batched, per task, by record index."""
+  """Reads the examples at ranges of global positions: whole blocks, kept in an LRU."""
 
-  def __init__(self, source: CachedSource, seed: int):
-    self.index = ExampleIndex(source, seed)
-    self._tasks = [TaskRecords(shards) for shards in source.shards]
+  def __init__(self, source: CachedSource, seed: int, window_examples: int = WINDOW_EXAMPLES):
+    self.index = ExampleIndex(source, seed, window_examples)
+    self._tasks = [TaskBlocks(shards) for shards in source.shards]
+    self.capacity = sum(min(2 * t.window_blocks, -(-t.size // t.block)) + 1
+                        for t in self.index.tasks)
+    self._blocks: collections.OrderedDict = collections.OrderedDict()
+    self._lock = threading.Lock()
+    self.blocks_read = 0
 
-  def read(self, positions: Sequence[int]) -> list[dict]:
-    by_task = collections.defaultdict(list)
-    for row, p in enumerate(positions):
-      task, record = self.index[p]
-      by_task[task].append((row, record))
-    out: list[dict] = [{}] * len(positions)
-    for task, items in by_task.items():
-      for (row, _), data in zip(items, self._tasks[task].read([r for _, r in items])):
-        out[row] = cache.decode_example(data)
-    return out
+  def read(self, start: int, stop: int) -> list[dict]:
+    """The decoded examples at global positions [start, stop)."""
+    with self._lock:
+      task, block, inside = self.index.locate(start, stop)
+      wanted = list(dict.fromkeys(zip(task.tolist(), block.tolist())))
+      missing = collections.defaultdict(list)
+      for key in wanted:
+        if key in self._blocks:
+          self._blocks.move_to_end(key)
+        else:
+          missing[key[0]].append(key[1])
+      got = {}
+      for t, blocks in missing.items():
+        got.update(((t, b), data) for b, data in zip(blocks, self._tasks[t].read(blocks)))
+        self.blocks_read += len(blocks)
+      rows = [(self._blocks.get(key) or got[key]) for key in zip(task.tolist(), block.tolist())]
+      for key, data in got.items():
+        self._blocks[key] = data
+      while len(self._blocks) > max(self.capacity, len(wanted)):
+        self._blocks.popitem(last=False)
+    return [cache.decode_example(data[i]) for data, i in zip(rows, inside.tolist())]
 
 
 def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> None:
@@ -199,14 +327,14 @@ class StreamIterator:
   def __init__(self, source: CachedSource, feature_lengths: Mapping[str, int], batch_size: int,
                seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
                converter: str = "hint", num_task_rows: int | None = None,
-               prefetch: int = 2):
+               prefetch: int = 2, window_examples: int = WINDOW_EXAMPLES):
     _check_sharding(batch_size, shard_id, num_shards)
     self.source, self.lengths, self.batch_size = source, dict(feature_lengths), batch_size
     self.seed, self.shard_id, self.converter = seed, shard_id, converter
     self.local_batch_size = batch_size // num_shards
     self.step = start_step
     self.stats = converters.ConvertStats()
-    self._reader = ExampleReader(source, seed)
+    self.reader = ExampleReader(source, seed, window_examples)
     self._convert = functools.partial(converters.convert, converter, lengths=self.lengths,
                                       num_task_rows=num_task_rows)
     steps = grain.MapDataset.range(start_step, sys.maxsize).map(self._batch_at)
@@ -220,7 +348,7 @@ class StreamIterator:
   def examples_at(self, step: int) -> list[dict]:
     """The raw examples of this process's rows of global batch `step`."""
     start = step * self.batch_size + self.shard_id * self.local_batch_size
-    return self._reader.read(range(start, start + self.local_batch_size))
+    return self.reader.read(start, start + self.local_batch_size)
 
   def __iter__(self) -> "StreamIterator":
     return self
@@ -235,7 +363,7 @@ def train_iterator(cache_dir: str | os.PathLike, name: str, split: str,
                    feature_lengths: Mapping[str, int], batch_size: int, seed: int = 0,
                    shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
                    converter: str = "hint", num_task_rows: int | None = None,
-                   prefetch: int = 2) -> StreamIterator:
+                   prefetch: int = 2, window_examples: int = WINDOW_EXAMPLES) -> StreamIterator:
   """Deterministic, endless, shuffled training batches of a cached task or mixture.
 
   Args:
@@ -243,6 +371,8 @@ def train_iterator(cache_dir: str | os.PathLike, name: str, split: str,
     name, split, feature_lengths, batch_size, seed, shard_id, num_shards, start_step,
       converter, num_task_rows: as for `pipeline.train_iterator`.
     prefetch: batches read ahead by a Grain thread (0: none, read on `next`).
+    window_examples: examples per shuffling window of a task stream (part of the order:
+      keep it fixed across a run and its resumptions).
 
   Returns:
     A `StreamIterator` yielding block `shard_id` of `num_shards` of each global batch.
@@ -251,4 +381,5 @@ def train_iterator(cache_dir: str | os.PathLike, name: str, split: str,
     cache.CacheError: `name`/`split` is not (completely) cached in `cache_dir`.
   """
   return StreamIterator(open_source(cache_dir, name, split), feature_lengths, batch_size, seed,
-                        shard_id, num_shards, start_step, converter, num_task_rows, prefetch)
+                        shard_id, num_shards, start_step, converter, num_task_rows, prefetch,
+                        window_examples)

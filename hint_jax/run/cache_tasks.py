@@ -26,6 +26,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--split", default="train")
   p.add_argument("--output_dir", required=True, help="cache root (DataConfig.cache_dir)")
   p.add_argument("--examples_per_shard", type=int, default=cache.DEFAULT_EXAMPLES_PER_SHARD)
+  p.add_argument("--examples_per_block", type=int, default=cache.DEFAULT_EXAMPLES_PER_BLOCK,
+                 help="consecutive examples per ArrayRecord record (the streaming read unit)")
   p.add_argument("--compression", choices=cache.COMPRESSION, default="uncompressed",
                  help="zstd: smaller files, slower reads (worth it with --keep_pretokenized)")
   p.add_argument("--keep_pretokenized", action="store_true",
@@ -64,7 +66,8 @@ def _cache_task(name: str, args, log) -> int:
       tokenized_examples(name, args.split, args.keep_pretokenized),
       args.examples_per_shard, args.compression, log,
       extra={"vocabulary": str(getattr(vocab, "sentencepiece_model_file", type(vocab))),
-             "pretokenized": args.keep_pretokenized})
+             "pretokenized": args.keep_pretokenized},
+      examples_per_block=args.examples_per_block)
   return manifest["num_examples"]
 
 

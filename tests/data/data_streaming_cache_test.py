@@ -32,8 +32,7 @@ def _register():
 
 def _assert_cached_equal(cache_dir, name, want):
   task = cache.read_manifest(cache_dir, name, "train")
-  records = streaming.TaskRecords(cache.shard_instructions(cache_dir, task))
-  got = [cache.decode_example(r) for r in records.read(range(task["num_examples"]))]
+  got = list(cache.read_examples(cache_dir, task))
   assert len(got) == len(want)
   for g, w in zip(got, want):
     assert g.keys() == w.keys()
@@ -49,11 +48,15 @@ def _cli(capsys, *args):
 
 def test_cache_of_a_mixture_equals_the_in_memory_examples(tmp_path, capsys):
   status, out, err = _cli(capsys, MIX, "--output_dir", tmp_path, "--examples_per_shard", 7,
-                          "--keep_pretokenized", "--compression", "zstd")
+                          "--examples_per_block", 3, "--keep_pretokenized", "--compression",
+                          "zstd")
   assert status == 0, err
   assert "cached 38 examples of 2 task(s)" in out and f"{BIG}/train: 30 examples" in err
   manifest = cache.read_manifest(tmp_path, MIX, "train")
   rates = {t["name"]: t["rate"] for t in manifest["tasks"]}
+  big = cache.read_manifest(tmp_path, BIG, "train")
+  assert big["examples_per_block"] == 3  # shards of whole blocks: 9 + 9 + 9 + 3 examples
+  assert [(s["num_records"], s["num_examples"]) for s in big["shards"]] == [(3, 9)] * 3 + [(1, 3)]
   assert rates == {SMALL: 8.0, BIG: 12.0}  # min(examples, cap=12)
   mixture = pipeline.registry().get_mixture_or_task(MIX)
   assert rates == {t.name: mixture.get_rate(t) for t in mixture.tasks}  # what seqio computes

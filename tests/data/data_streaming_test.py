@@ -1,9 +1,10 @@
 """Tests of the task cache and the streaming train source: determinism, resume, input shards,
-mixture rates, errors. Examples are generated token arrays written straight to a cache in
-tmp_path (no TensorFlow); data_streaming_cache_test.py covers caching registered tasks."""
+mixture rates, windowed task orders, errors. Examples are generated token arrays written
+straight to a cache in tmp_path (no TensorFlow); data_streaming_cache_test.py covers caching
+registered tasks."""
 import collections
+import json
 
-import grain
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from hint_jax.run import assemble
 from hint_jax.training import batches
 
 LENGTHS = {F.INSTRUCTION: 6, F.INPUTS: 8, F.TARGETS: 4}
+WINDOW = 8  # examples per shuffling window in these tests: 2 blocks of task a
 
 
 def _examples(task: int, n: int):
@@ -27,14 +29,17 @@ def _examples(task: int, n: int):
 
 @pytest.fixture(name="cache_dir")
 def _cache_dir(tmp_path):
-  cache.write_task(tmp_path, "a", "train", _examples(0, 40), examples_per_shard=15)
-  cache.write_task(tmp_path, "b", "train", _examples(1, 10), compression="uncompressed")
+  cache.write_task(tmp_path, "a", "train", _examples(0, 40), examples_per_shard=15,
+                   examples_per_block=4)
+  cache.write_task(tmp_path, "b", "train", _examples(1, 10), compression="uncompressed",
+                   examples_per_block=3)
   cache.write_mixture(tmp_path, "ab", "train", [("a", 20.0), ("b", 10.0)])  # a capped at 20
   return tmp_path
 
 
 def _stream(cache_dir, name="ab", **kw):
   kw.setdefault("batch_size", 8)
+  kw.setdefault("window_examples", WINDOW)
   return streaming.train_iterator(cache_dir, name, "train", LENGTHS, **kw)
 
 
@@ -47,10 +52,14 @@ def _assert_same(a, b):
 def test_records_round_trip_every_field(cache_dir):
   want = list(_examples(0, 40))
   manifest = cache.read_manifest(cache_dir, "a", "train")
-  assert [s["num_records"] for s in manifest["shards"]] == [15, 15, 10]
-  source = grain.sources.ArrayRecordDataSource(cache.shard_instructions(cache_dir, manifest))
-  records = [cache.decode_example(source[i]) for i in range(len(source))]
+  # shards of whole blocks of 4: 16 + 16 + 8 examples, 4 + 4 + 2 ArrayRecord records
+  assert [(s["num_records"], s["num_examples"]) for s in manifest["shards"]] == [
+      (4, 16), (4, 16), (2, 8)]
+  blocks = streaming.TaskBlocks(cache.shard_instructions(cache_dir, manifest))
+  assert [len(b) for b in blocks.read(range(10))] == [4] * 10
+  records = list(cache.read_examples(cache_dir, manifest))
   assert len(records) == 40
+  assert [cache.decode_example(e) for e in blocks.read([9])[0]][1]["label"] == 37
   for w, g in zip(want, records):
     assert w.keys() == g.keys()
     for k in w:
@@ -120,24 +129,59 @@ def test_mixture_rates_follow_capped_example_counts(cache_dir):
   assert sorted(counts.values()) == [5] * 9 + [6]
 
 
-def test_quota_epochs_are_permutations_without_tables():
-  sel = streaming.QuotaEpochs([5, 3, 1], seed=0)
+def test_quota_epochs_interleave_at_the_rates_and_keep_task_streams_consecutive():
+  sel = streaming.QuotaEpochs([5, 3, 1])
   for epoch in range(3):
     picks = [sel[epoch * 9 + o] for o in range(9)]
     assert sorted(picks) == sorted([(0, epoch * 5 + i) for i in range(5)]
                                    + [(1, epoch * 3 + i) for i in range(3)] + [(2, epoch)])
-  assert sel[10**15] == streaming.QuotaEpochs([5, 3, 1], seed=0)[10**15]
+  assert [t for t, _ in (sel[o] for o in range(9))] == [0, 1, 0, 0, 1, 2, 0, 1, 0]  # Webster
+  assert sel[10**15] == (1, 10**15 // 9 * 3 + sel[10**15 % 9][1])
+  big = streaming.QuotaEpochs([700, 290, 10])  # any range: rates to within one example
+  tasks, ks = big.locate(1234, 1234 + 5000)
+  for t, q in enumerate((700, 290, 10)):
+    for a in range(0, 5000, 250):
+      assert abs(np.sum(tasks[a:a + 250] == t) - 250 * q / 1000) <= 1.5
+    assert (np.diff(ks[tasks == t]) == 1).all()  # a task's items come in stream order
+  pieces = [big.locate(a, a + 37) for a in range(1234, 1234 + 37 * 20, 37)]
+  np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), tasks[:740])
+  np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), ks[:740])
 
 
-def test_task_streams_are_grains_shuffle_repeat(cache_dir):
-  source = streaming.open_source(cache_dir, "ab", "train")
-  index = streaming.ExampleIndex(source, seed=7)
-  mix = streaming.QuotaEpochs(source.quotas, seed=7)
-  grain_streams = [grain.MapDataset.range(n).shuffle(seed=streaming._seed32(7, t)).repeat()  # pylint: disable=protected-access
-                   for t, n in enumerate(source.sizes)]
-  for p in list(range(200)) + [10**12 + 3]:
-    task, k = mix[p]
-    assert index[p] == (task, grain_streams[task][k])
+def test_permute_is_a_bijection_for_any_size():
+  for n in (1, 2, 3, 7, 16, 17, 255, 1000, 4097):
+    keys = streaming._keys(5, 1, n)  # pylint: disable=protected-access
+    out = streaming.permute(np.arange(n), n, keys)
+    assert sorted(out.tolist()) == list(range(n)), n
+  a, b = (streaming.permute(np.arange(1000), 1000, streaming._keys(s, 1))  # pylint: disable=protected-access
+          for s in (0, 1))
+  assert (a != b).mean() > 0.9
+
+
+@pytest.mark.parametrize("size,block,window", [(40, 4, 8), (41, 4, 12), (10, 16, 4096),
+                                               (1000, 16, 64)])
+def test_task_streams_are_windowed_permutations(size, block, window):
+  order = streaming.TaskOrder(0, size, block, seed=3, window_examples=window)
+  blocks, inside = order.locate(np.arange(3 * size))
+  examples = blocks * block + inside
+  for epoch in range(3):
+    assert sorted(examples[epoch * size:(epoch + 1) * size]) == list(range(size))
+  assert not np.array_equal(examples[:size], examples[size:2 * size]) or size <= block
+  per = order.window_blocks * block  # each window: its own W blocks, in any order inside
+  for start in range(0, size - size % per, per):
+    assert len(set(blocks[start:start + per].tolist())) == order.window_blocks
+  again = streaming.TaskOrder(0, size, block, seed=3, window_examples=window)
+  np.testing.assert_array_equal(again.locate(np.arange(5, 3 * size, 7))[0], blocks[5::7])
+
+
+def test_each_host_reads_whole_blocks_once_per_window(cache_dir):
+  it = _stream(cache_dir, name="a", batch_size=4, seed=2, prefetch=0)
+  seen = [ex["label"] for s in range(30) for ex in it.examples_at(s)]  # 3 epochs of 40
+  assert it.reader.blocks_read <= 30  # 10 blocks per epoch, each read at most once
+  assert len(it.reader._blocks) <= it.reader.capacity  # pylint: disable=protected-access
+  assert sorted(int(x) for x in seen[:40]) == list(range(40))
+  index = streaming.ExampleIndex(streaming.open_source(cache_dir, "a", "train"), 2, WINDOW)
+  assert [index[p][1] for p in range(120)] == [int(x) for x in seen]
 
 
 def test_train_source_streams_when_cache_dir_is_set(cache_dir):
@@ -145,7 +189,8 @@ def test_train_source_streams_when_cache_dir_is_set(cache_dir):
   it = assemble.train_source(cfg)(2, batches.InputShard(1, 2))
   assert isinstance(it, streaming.StreamIterator) and it.local_batch_size == 4
   _assert_same(next(it), next(_stream(cache_dir, seed=1, start_step=2, shard_id=1,
-                                      num_shards=2)))
+                                      num_shards=2,
+                                      window_examples=streaming.WINDOW_EXAMPLES)))
 
 
 def test_missing_cache_or_shard_is_a_one_line_error(cache_dir, tmp_path):
@@ -160,6 +205,16 @@ def test_missing_cache_or_shard_is_a_one_line_error(cache_dir, tmp_path):
   assert "data-00001.array_record is missing" in str(e.value) and "\n" not in str(e.value)
   with pytest.raises(ValueError, match="not divisible by 3 shards"):
     _stream(tmp_path, name="b", num_shards=3)
+
+
+def test_old_cache_format_is_a_one_line_error_naming_cache_tasks(cache_dir):
+  path = cache_dir / "b" / "train" / "manifest.json"
+  manifest = json.loads(path.read_text())
+  path.write_text(json.dumps({**manifest, "format": 1}))
+  with pytest.raises(cache.CacheError) as e:
+    _stream(cache_dir)
+  assert "has format 1" in str(e.value) and "\n" not in str(e.value)
+  assert "re-run `hint-jax cache-tasks b --split=train" in str(e.value)
 
 
 def test_failed_write_leaves_no_shards_under_the_final_name(tmp_path):
