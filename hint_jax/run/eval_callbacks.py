@@ -10,7 +10,9 @@ Bind them in a run file (dynamic registration, no decorators):
     task_name = 'synthetic_hint'
     ...
 
-Each is a factory `f(model) -> callback(params, step) -> {name: value}`; the eval examples are
+Each is a factory `f(model, partitioner) -> callback(params, step) -> {name: value}` (the
+trainer passes its own Partitioner, so the programs are traced under the run's mesh and axis
+rules; without one they run on one device); the eval examples are
 converted once (on the first call) and the first `max_examples` of them are evaluated. Batches
 are whole host batches, so these callbacks assume a single process.
 """
@@ -25,6 +27,7 @@ from hint_jax.data import features, pipeline, sni_metrics
 from hint_jax.data import rank_classification as rank_lib
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.models import interface
+from hint_jax.parallel import partitioner as partitioner_lib
 
 Callback = Callable[[types.PyTree, int], dict[str, float]]
 
@@ -45,9 +48,10 @@ def sni_generation(task_name: str, split: str, feature_lengths: Mapping[str, int
   """
   prefix = prefix or task_name
 
-  def factory(model: interface.Model) -> Callback:
-    predict = jax.jit(functools.partial(model.predict_batch, max_decode_len=max_decode_len,
-                                        **decode_options))
+  def factory(model: interface.Model,
+              partitioner: partitioner_lib.Partitioner | None = None) -> Callback:
+    predict = (partitioner or partitioner_lib.single_device()).jit(functools.partial(
+        model.predict_batch, max_decode_len=max_decode_len, **decode_options))
 
     @functools.cache
     def evaluation() -> pipeline.EvalSet:
@@ -84,8 +88,9 @@ def rank_classification(task_name: str, feature_lengths: Mapping[str, int],
   """
   prefix = prefix or task_name
 
-  def factory(model: interface.Model) -> Callback:
-    score = jax.jit(model.score_fn)
+  def factory(model: interface.Model,
+              partitioner: partitioner_lib.Partitioner | None = None) -> Callback:
+    score = (partitioner or partitioner_lib.single_device()).jit(model.score_fn)
 
     @functools.cache
     def evaluation() -> tuple[pipeline.EvalSet, int]:

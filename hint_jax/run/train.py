@@ -8,6 +8,7 @@ import jax
 from hint_jax.data import pipeline
 from hint_jax.models import config as model_config
 from hint_jax.parallel import mesh as mesh_lib
+from hint_jax.parallel import partitioner as partitioner_lib
 from hint_jax.run import assemble, gin_utils
 from hint_jax.serving import checkpoint_io
 from hint_jax.training import batches, evaluate, loop
@@ -30,8 +31,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     eval_data: evaluation set for periodic eval loss/accuracy (optional).
     init_from_hf_t5: Hugging Face T5 directory to take `trainer.init_patterns` from.
     init_from_checkpoint: another run's directory (or its checkpoints directory), same use.
-    eval_callbacks: factories `f(model) -> EvalCallback` for generation metrics (ROUGE-L/EM,
-      rank classification); the callback gets the sharded params and the step.
+    eval_callbacks: factories `f(model, partitioner) -> EvalCallback` for generation metrics
+      (ROUGE-L/EM, rank classification); the callback gets the sharded params and the step.
 
   Returns:
     The final step.
@@ -42,12 +43,14 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     _LOG.info("operative config written to %s", path)
   hint_model = assemble.build_model(model)
   trainer = _with_signature(trainer, model)
-  shard = batches.input_shard(mesh_lib.build(trainer.mesh))
+  mesh = mesh_lib.build(trainer.mesh)
+  shard = batches.input_shard(mesh)
+  partitioner = partitioner_lib.Partitioner(mesh, trainer.mesh.rules)
   evaluation = assemble.eval_set(eval_data, shard) if eval_data is not None else None
   state = loop.train(
       trainer, hint_model, assemble.train_source(data),
       eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,
-      eval_callbacks=[factory(hint_model) for factory in eval_callbacks],
+      eval_callbacks=[factory(hint_model, partitioner) for factory in eval_callbacks],
       pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint,
                                             tuple(trainer.init_patterns)),
       extra_meta={"gin_config": gin_utils.config_str(),

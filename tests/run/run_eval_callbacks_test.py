@@ -5,10 +5,13 @@ import jax
 import numpy as np
 import pytest
 
+from hint_jax import axes
 from hint_jax.data import features as F
 from hint_jax.data import pipeline
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
+from hint_jax.parallel import mesh as mesh_lib
+from hint_jax.parallel import partitioner, sharding
 from hint_jax.peft import spec
 from hint_jax.run import eval_callbacks
 from hint_jax.t5 import config as t5_config
@@ -46,6 +49,26 @@ def test_sni_generation_metrics(model_and_params):
                                          max_examples=6, max_decode_len=24, batch_size=4,
                                          prefix="oracle")(_Oracle())(params, 0)
   assert oracle == {"oracle/rougeL": 100.0, "oracle/exact_match": 100.0}
+
+
+def test_generation_under_the_trainers_partitioner_equals_one_device():
+  """With the trainer's Partitioner (data 4 x model 2, params sharded by their logical axes) the
+  callback decodes what the single-device default does."""
+  t5 = t5_config.T5Config.preset("tiny", vocab_size=8100, num_heads=2, d_ff=16)
+  model = hint.HintModel(model_config.HintConfig(
+      t5=t5, peft=spec.PeftConfig(adapter_size=4, prefix_length=2), max_instruction_length=48))
+  batch = pipeline.eval_set("synthetic_hint", "validation", LENGTHS, 2).batches[0]
+  params = hint.unbox(model.init(jax.random.PRNGKey(1), batch))
+  mesh = mesh_lib.build(mesh_lib.MeshConfig(model_parallel=2))
+  boxed = jax.eval_shape(model.init, jax.random.PRNGKey(1), batch)
+  shardings = hint.unbox(sharding.logical_shardings(boxed, mesh, axes.STANDARD_RULES))
+  sharded = jax.device_put(params, shardings)
+  assert any(len(s.device_set) == 8 and not s.is_fully_replicated
+             for s in jax.tree.leaves(shardings))
+  factory = eval_callbacks.sni_generation("synthetic_hint", "validation", LENGTHS,
+                                          max_examples=4, max_decode_len=6, batch_size=4)
+  on_mesh = factory(model, partitioner.Partitioner(mesh, axes.STANDARD_RULES))(sharded, 0)
+  assert on_mesh == factory(model)(params, 0)
 
 
 def test_rank_classification_matches_argmax_of_score_fn(model_and_params):
