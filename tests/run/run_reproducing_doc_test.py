@@ -27,6 +27,10 @@ RUNS = {
                            None, True, 0.1),
     "hint_xl_p3": ("p3_hint", 20_000, 2048, P3_LENGTHS, PRETRAINED, False, 0.1),
     "concat_xl_p3": ("p3_concat", 20_000, 2048, {"inputs": 1024, "targets": 256}, None, True, 0.1),
+    "hint_xl_p3_2shot": ("p3_2shot_hint", 10_000, 2048, HINT_LENGTHS, None, True, 0.1),
+    "concat_xl_p3_2shot": ("p3_2shot_concat", 10_000, 2048, {"inputs": 1024, "targets": 256},
+                           None, True, 0.1),
+    "hint_xl_sni_noinstr": ("sni_def_2pos_noinstr", 1000, 1024, HINT_LENGTHS, None, True, 0.1),
 }
 
 
