@@ -86,10 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   `hint-jax cache-tasks NAME... --output_dir=D` tokenizes tasks into a streaming cache.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
+  from hint_jax.run import quiet  # pylint: disable=import-outside-toplevel
+  quiet.quiet_orbax()  # restores open checkpoints read-only on purpose
+  serving_main = _serving_command(argv)
+  if (serving_main is None and argv and argv[0] in ("train", "eval", "infer", "cache-tasks")
+      and not {"-h", "--help"} & set(argv)):
+    quiet.quiet_tensorflow()  # the data pipeline's TensorFlow, without its CUDA probing noise
   if argv and argv[0] == "cache-tasks":  # tokenize tasks once for the streaming pipeline
     from hint_jax.run import cache_tasks  # pylint: disable=import-outside-toplevel
     return cache_tasks.main(argv[1:])
-  serving_main = _serving_command(argv)
   if serving_main is not None:
     return serving_main(argv[1:])
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
