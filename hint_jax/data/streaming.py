@@ -148,20 +148,31 @@ class QuotaEpochs:
     return before.sum(axis=1)
 
   def _items_before(self, offset: int) -> np.ndarray:
-    """Per task: how many of its items an epoch has before `offset` (binary search)."""
+    """Per task: how many of its items an epoch has before `offset` (binary search, first
+    near the proportional count `offset * q_t / E`, then over all of [0, q_t] if that fails)."""
     if offset not in self._cum:
-      lo, hi = np.zeros_like(self._q), self._q.copy()
+      near, slack = offset * self._q // self._epoch, len(self._q) + 2
+      lo = self._search(offset, np.maximum(near - slack, 0), np.minimum(near + slack, self._q))
       tasks = np.arange(len(self._q))
-      while (open_ := lo < hi).any():
-        mid = (lo + hi) // 2
-        below = np.zeros_like(open_)
-        below[open_] = self._rank(tasks[open_], mid[open_]) < offset
-        lo = np.where(open_ & below, mid + 1, lo)
-        hi = np.where(open_ & ~below, mid, hi)
+      ok = ((lo == 0) | (self._rank(tasks, np.maximum(lo - 1, 0)) < offset)) & (
+          (lo == self._q) | (self._rank(tasks, np.minimum(lo, self._q - 1)) >= offset))
+      if not ok.all():
+        lo = self._search(offset, np.zeros_like(self._q), self._q.copy())
       if len(self._cum) > 64:
         self._cum.clear()
       self._cum[offset] = lo
     return self._cum[offset]
+
+  def _search(self, offset: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per task: the first i in [lo, hi) whose rank is >= offset, else hi."""
+    tasks = np.arange(len(self._q))
+    while (open_ := lo < hi).any():
+      mid = (lo + hi) // 2
+      below = np.zeros_like(open_)
+      below[open_] = self._rank(tasks[open_], mid[open_]) < offset
+      lo = np.where(open_ & below, mid + 1, lo)
+      hi = np.where(open_ & ~below, mid, hi)
+    return lo
 
   def locate(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Tasks and task-stream positions of global positions [start, stop)."""
