@@ -105,7 +105,8 @@ def cache_p3(root: pathlib.Path, cache_dir: pathlib.Path, name: str = "p3_hint")
   manifest = cache.write_task(cache_dir, name, "train", _tokenized(records, vocab.get_vocabulary()))
   size = sum(p.stat().st_size for p in (cache_dir / name / "train").iterdir())
   return {"examples": manifest["num_examples"], "cache_s": round(time.time() - start, 1),
-          "cache_bytes": size, "shards": len(manifest["shards"])}
+          "cache_bytes": size, "shards": len(manifest["shards"]),
+          "records": sum(s["num_records"] for s in manifest["shards"])}
 
 
 def _digest(batch: dict) -> str:
@@ -131,13 +132,17 @@ def host_main(spec: dict) -> dict:
   first_s = time.perf_counter() - start
   since_start = time.time() - psutil.Process().create_time()
   digests += [_digest(next(it)) for _ in range(spec["steps"] - 1)]
+  local_rows = it.local_batch_size
+  del it  # one live iterator at a time, as in training
   timed = streaming.train_iterator(**kw, start_step=spec["steps"])  # fresh rows, no hashing
   next(timed)
   start, cpu = time.perf_counter(), time.process_time()
   for _ in range(spec["steps"]):
     next(timed)
-  rows = spec["steps"] * it.local_batch_size
+  rows = spec["steps"] * local_rows
   rate, cpu_rate = rows / (time.perf_counter() - start), rows / (time.process_time() - cpu)
+  blocks_per_example = timed.reader.blocks_read / (rows + local_rows)
+  del timed
   k = spec["steps"] // 2
   resumed = streaming.train_iterator(**kw, start_step=k)
   exact = all(_digest(next(resumed)) == d for d in digests[k:])
@@ -145,6 +150,7 @@ def host_main(spec: dict) -> dict:
           "first_batch_since_process_start_s": round(since_start, 2),
           "examples_per_s": round(rate), "examples_per_cpu_s": round(cpu_rate),
           "resume_exact": exact, "resume_step": k,
+          "blocks_read_per_example": round(blocks_per_example, 4),
           "rss_after_import_mb": round(rss_import), "peak_rss_mb": round(
               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

@@ -24,7 +24,7 @@ batch, reads the blocks they fall in (whole, one batched read per file; an LRU o
 of blocks per task keeps them while the window lasts) and decodes only its own examples. So
 start-up costs one manifest per task plus each file's record index (about 60 bytes per block,
 i.e. under 1 byte per example), and host memory is a few batches plus at most two windows of
-raw examples per task: independent of the dataset size. Batches are built by
+raw examples per task (1.25 windows): independent of the dataset size. Batches are built by
 `converters.convert`, exactly as in `pipeline.TrainIterator`, and prefetched in order by a
 Grain thread.
 """
@@ -292,9 +292,10 @@ class ExampleReader:
   def __init__(self, source: CachedSource, seed: int, window_examples: int = WINDOW_EXAMPLES):
     self.index = ExampleIndex(source, seed, window_examples)
     self._tasks = [TaskBlocks(shards) for shards in source.shards]
-    self.capacity = sum(min(2 * t.window_blocks, -(-t.size // t.block)) + 1
-                        for t in self.index.tasks)
-    self._blocks: collections.OrderedDict = collections.OrderedDict()
+    # per task: one window of blocks plus a margin for the batch that crosses into the next
+    self.capacity = [min(t.window_blocks * 5 // 4 + 1, -(-t.size // t.block))
+                     for t in self.index.tasks]
+    self._blocks = [collections.OrderedDict() for _ in source.shards]
     self._lock = threading.Lock()
     self.blocks_read = 0
 
@@ -302,22 +303,24 @@ class ExampleReader:
     """The decoded examples at global positions [start, stop)."""
     with self._lock:
       task, block, inside = self.index.locate(start, stop)
-      wanted = list(dict.fromkeys(zip(task.tolist(), block.tolist())))
+      keys = list(zip(task.tolist(), block.tolist()))
+      wanted = list(dict.fromkeys(keys))
       missing = collections.defaultdict(list)
-      for key in wanted:
-        if key in self._blocks:
-          self._blocks.move_to_end(key)
+      for t, b in wanted:
+        if b in self._blocks[t]:
+          self._blocks[t].move_to_end(b)
         else:
-          missing[key[0]].append(key[1])
+          missing[t].append(b)
       got = {}
       for t, blocks in missing.items():
         got.update(((t, b), data) for b, data in zip(blocks, self._tasks[t].read(blocks)))
         self.blocks_read += len(blocks)
-      rows = [(self._blocks.get(key) or got[key]) for key in zip(task.tolist(), block.tolist())]
-      for key, data in got.items():
-        self._blocks[key] = data
-      while len(self._blocks) > max(self.capacity, len(wanted)):
-        self._blocks.popitem(last=False)
+      rows = [got[(t, b)] if (t, b) in got else self._blocks[t][b] for t, b in keys]
+      for (t, b), data in got.items():
+        self._blocks[t][b] = data
+      for t, lru in enumerate(self._blocks):
+        while len(lru) > self.capacity[t]:
+          lru.popitem(last=False)
     return [cache.decode_example(data[i]) for data, i in zip(rows, inside.tolist())]
 
 
