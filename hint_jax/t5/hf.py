@@ -181,7 +181,13 @@ def _config_to_hf(cfg: config_lib.T5Config) -> dict:
 
 
 def save_hf_t5(config: config_lib.T5Config, params: types.Params, path) -> None:
-  """Write config.json + model.safetensors loadable by `T5ForConditionalGeneration`."""
+  """Write config.json + model.safetensors loadable by `T5ForConditionalGeneration`.
+
+  An untied lm_head (T5.1.1) is written as `lm_head.weight` with `"tie_word_embeddings": false`.
+  transformers >= 5 forces `T5Config.tie_word_embeddings` to True (it reads false as "do not scale
+  decoder outputs") and so logs, for this as for every T5.1.1 checkpoint, that it will NOT tie
+  shared.weight to lm_head.weight because they differ; it loads them untied, which is right.
+  """
   from safetensors.numpy import save_file
   directory = pathlib.Path(path)
   directory.mkdir(parents=True, exist_ok=True)
