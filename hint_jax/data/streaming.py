@@ -20,11 +20,11 @@ The example at global position p (batch `p // B`, row `p % B`) is a pure functio
 The permutations are 4-round Feistel networks with cycle walking (keys from `(seed, task,
 epoch[, window])`), applied to whole arrays: no per-example Python call. A process fed by
 `InputShard(index, count)` computes only its rows `[index * B / count, ...)` of each global
-batch, reads the blocks they fall in (whole, one batched read per file; an LRU of two windows
-of blocks per task keeps them while the window lasts) and decodes only its own examples. So
-start-up costs one manifest per task plus each file's record index (about 60 bytes per block,
-i.e. under 1 byte per example), and host memory is a few batches plus at most two windows of
-raw examples per task (1.25 windows): independent of the dataset size. Batches are built by
+batch, reads the blocks they fall in (whole, one read per block; a per-task LRU of
+1.25 windows of blocks keeps them while the window lasts) and decodes only its own examples.
+So start-up costs one manifest per task plus each file's record index (about 60 bytes per
+block, i.e. under 1 byte per example), and host memory is a few batches plus that LRU of raw
+examples: independent of the dataset size. Batches are built by
 `converters.convert`, exactly as in `pipeline.TrainIterator`, and prefetched in order by a
 Grain thread.
 """
@@ -252,8 +252,8 @@ class ExampleIndex:
 class TaskBlocks:
   """Blocks of one cached task by index, over its shard files (readers open on first use).
 
-  Reads go straight to ArrayRecord's C++ reader, one batched `read` per file, in the calling
-  thread (`ArrayRecordDataSource.__getitems__` starts a thread pool on every call).
+  Reads go straight to ArrayRecord's C++ reader, in the calling thread
+  (`ArrayRecordDataSource.__getitems__` starts a thread pool on every call).
   """
 
   def __init__(self, shards: Sequence[str]):
@@ -274,15 +274,13 @@ class TaskBlocks:
     return self._readers[f]
 
   def read(self, blocks: Sequence[int]) -> list[list[bytes]]:
-    """The encoded examples of each block."""
-    by_file = collections.defaultdict(list)
-    for i, r in enumerate(blocks):
+    """The encoded examples of each block (one block per read: at most one raw record lives
+    next to the decoded ones, which keeps the peak RSS down by about two windows)."""
+    out: list[list[bytes]] = []
+    for r in blocks:
       f = bisect.bisect_right(self._ends, r)
-      by_file[f].append((i, r - (self._ends[f - 1] if f else 0) + self._files[f][1]))
-    out: list[list[bytes]] = [[] for _ in blocks]
-    for f, items in by_file.items():
-      for (i, _), data in zip(items, self._reader(f).read([pos for _, pos in items])):
-        out[i] = cache.decode_block(data)
+      pos = r - (self._ends[f - 1] if f else 0) + self._files[f][1]
+      out.append(cache.decode_block(self._reader(f).read([pos])[0]))
     return out
 
 
