@@ -5,7 +5,7 @@ import dataclasses
 
 from hint_jax.hypernet import components as components_lib
 from hint_jax.hypernet import config as hypernet_config
-from hint_jax.peft import spec
+from hint_jax.peft import kinds, spec
 from hint_jax.t5 import config as t5_config
 
 PRESETS = ("small", "base", "large", "xl", "xxl")
@@ -39,37 +39,30 @@ def _dense(tokens: int, d_in: int, d_out: int) -> int:
   return 2 * tokens * d_in * d_out
 
 
-def _lora(site: spec.SiteParams | None, proj: str, tokens: int) -> int:
-  if site is None or not site.lora or proj not in site.lora:
-    return 0
-  a, b = site.lora[proj].a, site.lora[proj].b  # shape tuples [1, N, In, R], [1, N, R, Out]
-  return _dense(tokens, a[-2], a[-1]) + _dense(tokens, b[-2], b[-1])
+def _kind_flops(site: spec.SiteParams | None, flops) -> int:
+  """Sum over the site's generated kinds (leaves are shape tuples) of `flops(kind, leaf)`."""
+  return 0 if site is None else sum(flops(kind, leaf) for kind, leaf in kinds.items(site))
 
 
 def attention(cfg: t5_config.T5Config, q_len: int, kv_len: int,
               site: spec.SiteParams | None = None, cached_kv: int = 0) -> int:
-  """One attention block: q/k/v/o projections, logits and weighted values, LoRA, prefix.
+  """One attention block: q/k/v/o projections, logits and weighted values, plus what each
+  generated kind adds (`Kind.attention_flops`: LoRA, prefix positions, IA3 rescaling).
 
   `cached_kv` keys/values arrive already projected (a cached fused instruction): they cost
   attention logits and weighted values but no projection.
   """
   d, hk = cfg.d_model, cfg.num_heads * cfg.head_dim
-  prefix = site.prefix.key[2] if site is not None and site.prefix is not None else 0
   flops = 2 * _dense(q_len, d, hk) + 2 * _dense(kv_len, d, hk)
-  flops += 2 * 2 * q_len * (kv_len + prefix + cached_kv) * hk
-  flops += _lora(site, "query", q_len) + _lora(site, "out", q_len)
-  flops += _lora(site, "key", kv_len) + _lora(site, "value", kv_len)
-  return flops
+  flops += 2 * 2 * q_len * (kv_len + cached_kv) * hk
+  return flops + _kind_flops(site, lambda k, leaf: k.attention_flops(leaf, q_len, kv_len))
 
 
 def ffn(cfg: t5_config.T5Config, tokens: int, site: spec.SiteParams | None = None) -> int:
-  """Feed-forward block plus the parallel adapter, if any."""
+  """Feed-forward block plus what each generated kind adds (parallel adapter, IA3)."""
   n_in = 2 if cfg.feed_forward == "gated-gelu" else 1
   flops = (n_in + 1) * _dense(tokens, cfg.d_model, cfg.d_ff)
-  if site is not None and site.adapter is not None:
-    a = site.adapter.down[-1]
-    flops += 2 * _dense(tokens, cfg.d_model, a)
-  return flops
+  return flops + _kind_flops(site, lambda k, leaf: k.ffn_flops(leaf, tokens))
 
 
 def encoder(cfg: t5_config.T5Config, length: int, site: spec.SiteParams | None = None) -> int:
@@ -116,10 +109,11 @@ class Breakdown:
 
 def memory_projection(cfg: t5_config.T5Config, peft: spec.PeftConfig, instruction: int) -> int:
   """Per-task cost of caching the fused instruction: every decoder layer's cross-attention
-  key/value projections (and their generated LoRA) over I tokens (`HintModel.cache_memory`)."""
+  key/value projections (and the generated kinds acting on them: LoRA, IA3) over I tokens
+  (`HintModel.cache_memory`)."""
   cross = spec.task_param_shapes(peft, cfg.dims, 1).decoder_cross
   per_layer = 2 * _dense(instruction, cfg.d_model, cfg.num_heads * cfg.head_dim)
-  per_layer += _lora(cross, "key", instruction) + _lora(cross, "value", instruction)
+  per_layer += _kind_flops(cross, lambda k, leaf: k.kv_flops(leaf, instruction))
   return cfg.num_decoder_layers * per_layer
 
 

@@ -1,8 +1,9 @@
 """The generated components (rows, output width, layer slots) derived from `task_param_shapes`.
 
-A *component* is one kind of generated leaf, e.g. the adapter down-projection. For every layer
-slot that holds the leaf, the hypernetwork pools `rows` vectors (one per generated row) and a
-generator MLP maps each to `out` numbers. The rows are then laid out as the leaf:
+A *component* is one array field of a generated kind, named `<kind>_<field>`, e.g. the adapter
+down-projection `adapter_down`. For every layer slot that holds it, the hypernetwork pools `rows`
+vectors (one per generated row) and a generator MLP maps each to `out` numbers. Each kind
+declares this layout (`hint_jax.peft.kinds`, `Kind.layout`); the rows are then laid out as:
 
 | component           | rows | out     | leaf (after [T, N])  |
 |---------------------|------|---------|----------------------|
@@ -13,11 +14,13 @@ generator MLP maps each to `out` numbers. The rows are then laid out as the leaf
 | prefix_key / _value | P    | H*K     | [P, H, K]            |
 | lora_<proj>_a       | R    | in      | [in, R] (transposed) |
 | lora_<proj>_b       | R    | out     | [R, out]             |
+| ia3_key / _value    | 1    | H*K     | [H*K] (1 + rows)     |
+| ia3_mlp             | 1    | F       | [F]   (1 + rows)     |
 
 Transposing `adapter_down` and `lora_*_a` keeps one pooled vector per bottleneck unit / rank
 direction (the original code reshaped [A, D] to [D, A] instead, mixing units; deliberate fix).
 Layer slots follow `spec.SITES` order: encoder layers, decoder self layers, decoder cross layers;
-decoder cross slots have no adapter.
+decoder cross slots have no adapter (nor IA3 `mlp`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from hint_jax.peft import spec
+from hint_jax.peft import kinds, spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,29 +58,14 @@ class Component:
     return self.num_slots * self.rows
 
 
+def _component(kind: kinds.Kind, field: str) -> str:
+  return f"{kind.name}_{field.replace('.', '_')}"
+
+
 def _site_leaves(site: spec.SiteParams) -> dict:
-  """Component name -> leaf of one site (shape tuples or arrays alike)."""
-  leaves = {}
-  if site.adapter is not None:
-    leaves.update(adapter_down=site.adapter.down, adapter_up=site.adapter.up,
-                  adapter_down_bias=site.adapter.down_bias, adapter_up_bias=site.adapter.up_bias)
-  if site.prefix is not None:
-    leaves.update(prefix_key=site.prefix.key, prefix_value=site.prefix.value)
-  for proj, low_rank in (site.lora or {}).items():
-    leaves[f"lora_{proj}_a"] = low_rank.a
-    leaves[f"lora_{proj}_b"] = low_rank.b
-  return leaves
-
-
-def _rows_out(name: str, shape: tuple[int, ...]) -> tuple[int, int, bool]:
-  """(rows, out, transpose) of a leaf given its shape after the [T, N] axes."""
-  if name in ("adapter_down_bias", "adapter_up_bias"):
-    return 1, shape[0], False
-  if name.startswith("prefix_"):
-    return shape[0], shape[1] * shape[2], False
-  if name == "adapter_down" or name.endswith("_a"):
-    return shape[1], shape[0], True
-  return shape[0], shape[1], False
+  """Component name -> (kind, field, leaf) of one site (shape tuples or arrays alike)."""
+  return {_component(kind, field): (kind, field, value)
+          for kind, leaf in kinds.items(site) for field, value in kind.fields(leaf).items()}
 
 
 def components(peft: spec.PeftConfig, dims: spec.BackboneDims) -> tuple[Component, ...]:
@@ -85,8 +73,8 @@ def components(peft: spec.PeftConfig, dims: spec.BackboneDims) -> tuple[Componen
   shapes = spec.task_param_shapes(peft, dims, 1)
   found: dict[str, dict] = {}
   for site_name in spec.SITES:
-    for name, shape in _site_leaves(getattr(shapes, site_name)).items():
-      rows, out, transpose = _rows_out(name, shape[2:])
+    for name, (kind, field, shape) in _site_leaves(getattr(shapes, site_name)).items():
+      rows, out, transpose = kind.layout(field, shape[2:])
       entry = found.setdefault(name, {"rows": rows, "out": out, "transpose": transpose, "sites": ()})
       if (entry["rows"], entry["out"]) != (rows, out):
         raise ValueError(f"component {name} differs between sites: {entry} vs {(rows, out)}")
@@ -119,24 +107,12 @@ def assemble(peft: spec.PeftConfig, dims: spec.BackboneDims,
   sites = {}
   for site_name in spec.SITES:
     site = getattr(template, site_name)
-    leaves = {}
-    for name, shape in _site_leaves(site).items():
+    fields: dict = {}
+    for name, (kind, field, shape) in _site_leaves(site).items():
       start, n = offsets[name], shape[1]
-      leaves[name] = _to_leaf(generated[name][:, start:start + n], comps[name], shape)
+      fields.setdefault(kind.name, {})[field] = _to_leaf(generated[name][:, start:start + n],
+                                                         comps[name], shape)
       offsets[name] += n
-    sites[site_name] = _build_site(site, leaves)
+    sites[site_name] = spec.SiteParams(**{
+        kind.name: kind.from_generated(leaf, fields[kind.name]) for kind, leaf in kinds.items(site)})
   return spec.TaskParams(**sites)
-
-
-def _build_site(template: spec.SiteParams, leaves: dict) -> spec.SiteParams:
-  adapter = prefix = lora = None
-  if template.adapter is not None:
-    adapter = spec.Bottleneck(down=leaves["adapter_down"], down_bias=leaves["adapter_down_bias"],
-                              up=leaves["adapter_up"], up_bias=leaves["adapter_up_bias"])
-  if template.prefix is not None:
-    prefix = spec.PrefixKV(key=leaves["prefix_key"], value=leaves["prefix_value"])
-  if template.lora is not None:
-    lora = {proj: spec.LowRank(a=leaves[f"lora_{proj}_a"], b=leaves[f"lora_{proj}_b"],
-                               scale=low_rank.scale)
-            for proj, low_rank in template.lora.items()}
-  return spec.SiteParams(lora=lora, adapter=adapter, prefix=prefix)

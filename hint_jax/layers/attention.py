@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from hint_jax import axes, types
 from hint_jax.layers import dense, dropout, masks
-from hint_jax.peft import lora, prefix, spec
+from hint_jax.peft import ia3, lora, prefix, spec
 
 
 class Attention(nn.Module):
@@ -38,6 +38,9 @@ class Attention(nn.Module):
     if site is not None and site.lora is not None and name in site.lora:
       delta_BLO = lora.lora_delta(x_BLD.astype(self.dtype), site.lora[name])
       y_BLHK = y_BLHK + delta_BLO.reshape(y_BLHK.shape)
+    vectors = None if site is None else site.ia3
+    if vectors is not None and getattr(vectors, name, None) is not None:  # IA3: keys, values
+      y_BLHK = ia3.scale_heads(y_BLHK, getattr(vectors, name))
     return y_BLHK
 
   def _keys_values(self, inputs_kv_BSD, site, decode, position, cache_length):

@@ -6,14 +6,15 @@ import jax.numpy as jnp
 
 from hint_jax import axes, types
 from hint_jax.layers import dense, dropout
-from hint_jax.peft import adapter, spec
+from hint_jax.peft import adapter, ia3, spec
 
 
 class Mlp(nn.Module):
   """`wo(gelu_tanh(u wi_0) * (u wi_1))` (gated-gelu) or `wo(relu(u wi))` (relu).
 
   Kernels: wi_0/wi_1/wi [D, F] (embed, mlp), wo [F, D] (mlp, embed). With a `Bottleneck`,
-  returns FFN(u) + adapter(u) (HINT's parallel adapter, DESIGN §3.4).
+  returns FFN(u) + adapter(u) (HINT's parallel adapter, DESIGN §3.4). With IA3 `Scaling`
+  holding an `mlp` vector, the hidden activation is rescaled by it before `wo`.
   """
   d_ff: int
   feed_forward: str = "gated-gelu"
@@ -22,7 +23,8 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, u_BLD: types.Array, bottleneck: spec.Bottleneck | None = None,
-               enable_dropout: bool = False) -> types.Array:
+               enable_dropout: bool = False,
+               scaling: spec.Scaling | None = None) -> types.Array:
     def wi(name):
       return dense.DenseGeneral((self.d_ff,), (axes.EMBED, axes.MLP), dtype=self.dtype,
                                 name=name)(u_BLD)
@@ -31,6 +33,8 @@ class Mlp(nn.Module):
     else:
       h_BLF = jax.nn.relu(wi("wi"))
     h_BLF = dense.constrain(h_BLF, (axes.ACT_BATCH, axes.ACT_LENGTH, axes.ACT_MLP))
+    if scaling is not None and scaling.mlp is not None:
+      h_BLF = ia3.scale_hidden(h_BLF, scaling.mlp)
     if enable_dropout and self.dropout_rate > 0:
       h_BLF = dropout.Dropout(self.dropout_rate)(h_BLF)
     out_BLD = dense.DenseGeneral((u_BLD.shape[-1],), (axes.MLP, axes.EMBED), dtype=self.dtype,

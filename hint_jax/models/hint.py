@@ -30,8 +30,8 @@ from hint_jax.data import features
 from hint_jax.hypernet import model as hypernet_lib
 from hint_jax.models import config as config_lib
 from hint_jax.models import groups, losses
+from hint_jax.peft import kinds, spec
 from hint_jax.peft import prefix as prefix_lib
-from hint_jax.peft import spec
 from hint_jax.t5 import decoding
 from hint_jax.t5 import model as t5_model
 
@@ -169,6 +169,7 @@ class HintModel:
     """Projects the fused H_I to every decoder layer's cross-attention keys/values, once.
 
     Without this, every example re-projects the (padded) instruction in each decoder layer;
+    generated modules that act on projected keys/values (LoRA, IA3) are applied here too;
     with it, that cost is paid once per task and the decoder appends the cached keys/values to
     its cross-attention (`peft.prefix.append`) with the same result as fusing H_I. Memory is
     traded for compute: [T, N, I, H, K] keys and values instead of H_I [T, I, D].
@@ -178,14 +179,17 @@ class HintModel:
     """
     if encoding.encoded is None:
       return encoding
-    cross_lora = None
-    if encoding.task_params is not None and encoding.task_params.decoder_cross.lora:
-      empty = spec.SiteParams()
-      cross_lora = spec.TaskParams(empty, empty,
-                                   spec.SiteParams(lora=encoding.task_params.decoder_cross.lora))
-    # The decoder's own cache initialisation projects its memory (with any cross-attention LoRA).
+    cross_kv = None
+    if encoding.task_params is not None:
+      # The kinds acting on projected keys/values (LoRA, IA3); prefixes are not projected.
+      kv = {k.name: leaf for k, leaf in kinds.items(encoding.task_params.decoder_cross)
+            if k.acts_on_kv}
+      if kv:
+        empty = spec.SiteParams()
+        cross_kv = spec.TaskParams(empty, empty, spec.SiteParams(**kv))
+    # The decoder's own cache initialisation projects its memory (with those generated modules).
     cache = decoding.init_cache(self.t5, params[BACKBONE], encoding.encoded,
-                                encoding.mask.astype(jnp.int32), cross_lora, max_decode_len=1)
+                                encoding.mask.astype(jnp.int32), cross_kv, max_decode_len=1)
     layers = [cache["decoder"][f"layers_{i}"]["encoder_decoder_attention"]
               for i in range(self.config.t5.num_decoder_layers)]
     # The cache is heads-major [T, H, I, K]; the memory keeps the prefix layout [T, N, I, H, K].
@@ -252,29 +256,24 @@ class HintModel:
 
   def _task_row_sites(self, encoding: TaskEncoding, task_index_B: jax.Array
                       ) -> tuple[spec.SiteParams, spec.SiteParams]:
-    """Decoder self- and cross-attention sites whose adapters, prefixes and cached memory stay
-    task rows [U, ...] indexed by `task_index_B`; LoRA factors are gathered per example."""
+    """Decoder self- and cross-attention sites whose generated modules (and cached memory) stay
+    task rows [U, ...] read through `task_index_B` where their kind says so
+    (`peft.kinds.Kind.task_rows`: adapters and prefixes), and are gathered per example otherwise."""
     task_params = encoding.task_params or _empty_task_params()
     layers = self.config.t5.num_decoder_layers
     index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
     index_BN = index_BN.astype(jnp.int32)
 
-    def shared(rows: spec.PrefixKV | None) -> spec.SharedKV | None:
-      if rows is None:
-        return None
-      mask = rows.mask if rows.mask is not None else jnp.ones(rows.key.shape[:3], bool)
-      return spec.SharedKV(rows.key, rows.value, mask, index_BN)
+    def site(s: spec.SiteParams) -> spec.SiteParams:
+      rows = {}
+      for kind, leaf in kinds.items(s):  # an undeclared kind is an error, never dropped
+        rows.update(kind.task_rows(leaf, task_index_B, index_BN))
+      return spec.SiteParams(**rows)
 
-    def site(s: spec.SiteParams, rows: spec.PrefixKV | None) -> spec.SiteParams:
-      lora = None if s.lora is None else spec.take(s.lora, task_index_B)
-      adapter = None if s.adapter is None else s.adapter.replace(index=index_BN)
-      return spec.SiteParams(lora=lora, adapter=adapter, shared=shared(rows))
-
-    cross_rows = task_params.decoder_cross.prefix
+    cross = task_params.decoder_cross
     if encoding.memory is not None:
-      cross_rows = prefix_lib.append(cross_rows, encoding.memory, encoding.mask)
-    return (site(task_params.decoder_self, task_params.decoder_self.prefix),
-            site(task_params.decoder_cross, cross_rows))
+      cross = cross.replace(prefix=prefix_lib.append(cross.prefix, encoding.memory, encoding.mask))
+    return site(task_params.decoder_self), site(cross)
 
   def apply(self, params: types.PyTree, encoding: TaskEncoding,
             encoder_input_tokens_BL: jax.Array, decoder_input_tokens_BT: jax.Array,

@@ -1,5 +1,8 @@
 """Generated task parameters: their pytree classes and the single function giving their shapes.
 
+What each kind generates, how the hypernetwork lays it out, its FLOPs and how decoding reads it
+are declared once per kind in `hint_jax.peft.kinds`; this module holds the pytree classes.
+
 `TaskParams` is what the hypernetwork returns, what the backbone consumes, what the serving cache
 stores and what export writes. Every array has leading axes [B, N] (batch or task, layer); the
 backbone slices layer `i` with `layer_slice`. A disabled kind is `None` (or a missing LoRA key),
@@ -19,10 +22,9 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from hint_jax import axes
-
 PROJECTIONS = ("query", "key", "value", "out")
 SITES = ("encoder", "decoder_self", "decoder_cross")
+IA3_TARGETS = ("key", "value", "mlp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +47,25 @@ class LoraConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Ia3Config:
+  """IA3 (Liu et al. 2022): learned vectors rescaling attention keys and values (`key`,
+  `value`, every attention) and the FFN hidden activation (`mlp`, encoder and decoder FFNs)."""
+  targets: tuple[str, ...] = IA3_TARGETS
+
+  def __post_init__(self):
+    unknown = set(self.targets) - set(IA3_TARGETS)
+    if unknown or not self.targets:
+      raise ValueError(f"Ia3Config.targets must be a non-empty subset of {IA3_TARGETS}, "
+                       f"got {self.targets}")
+
+
+@dataclasses.dataclass(frozen=True)
 class PeftConfig:
   """Which modules are generated and their sizes. `None` disables a kind."""
   adapter_size: int | None = 64
   prefix_length: int | None = 30
   lora: LoraConfig | None = None
+  ia3: Ia3Config | None = None
 
   def __post_init__(self):
     for name in ("adapter_size", "prefix_length"):
@@ -57,9 +73,15 @@ class PeftConfig:
       if value is not None and value < 1:
         raise ValueError(f"PeftConfig.{name} must be >= 1 or None, got {value}")
 
+  def __repr__(self) -> str:
+    # Checkpoints of runs from before IA3 carry repr(HintConfig) as their signature: an unset
+    # `ia3` is left out, so those runs still resume.
+    fields = [f for f in dataclasses.fields(self) if f.name != "ia3" or self.ia3 is not None]
+    return f"PeftConfig({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields)})"
+
   @property
   def enabled(self) -> bool:
-    return self.adapter_size is not None or self.prefix_length is not None or self.lora is not None
+    return any(getattr(self, f.name) is not None for f in dataclasses.fields(self))
 
 
 @flax.struct.dataclass
@@ -100,6 +122,16 @@ class PrefixKV:
 
 
 @flax.struct.dataclass
+class Scaling:
+  """IA3 rescaling vectors (1 = identity): key, value [B, N, H*K] multiply the projected
+  attention keys/values, mlp [B, N, F] the FFN hidden activation. A target not generated (or not
+  at this site: cross-attention has no FFN) is None."""
+  key: jax.Array | None = None
+  value: jax.Array | None = None
+  mlp: jax.Array | None = None
+
+
+@flax.struct.dataclass
 class SharedKV:
   """Attention keys/values shared by all examples of a task (generated prefixes, a cached fused
   instruction), attended through a task index instead of being copied to every example.
@@ -119,6 +151,7 @@ class SiteParams:
   lora: dict | None = None  # projection name -> LowRank; None when LoRA is off
   adapter: Bottleneck | None = None
   prefix: PrefixKV | None = None
+  ia3: Scaling | None = None
   shared: SharedKV | None = None  # decoder sites at decoding time only
 
 
@@ -137,36 +170,14 @@ class BackboneDims:
   head_dim: int
   num_encoder_layers: int
   num_decoder_layers: int
-
-
-def _site_shapes(peft: PeftConfig, dims: BackboneDims, lead: tuple[int, ...],
-                 with_adapter: bool):
-  d, hk = dims.d_model, dims.num_heads * dims.head_dim
-  lora = None
-  if peft.lora is not None:
-    r = peft.lora.rank
-    io = {"query": (d, hk), "key": (d, hk), "value": (d, hk), "out": (hk, d)}
-    lora = {p: LowRank(a=lead + (io[p][0], r), b=lead + (r, io[p][1]), scale=peft.lora.scale)
-            for p in peft.lora.projections}
-  adapter = None
-  if with_adapter and peft.adapter_size is not None:
-    a = peft.adapter_size
-    adapter = Bottleneck(down=lead + (d, a), down_bias=lead + (a,), up=lead + (a, d),
-                         up_bias=lead + (d,))
-  prefix = None
-  if peft.prefix_length is not None:
-    kv = lead + (peft.prefix_length, dims.num_heads, dims.head_dim)
-    prefix = PrefixKV(key=kv, value=kv)
-  return SiteParams(lora=lora, adapter=adapter, prefix=prefix)
+  d_ff: int | None = None  # FFN hidden width; needed by kinds that touch the FFN hidden (IA3)
 
 
 def task_param_shapes(peft: PeftConfig, dims: BackboneDims, batch: int) -> TaskParams:
-  """The single source of truth: a TaskParams whose leaves are shape tuples."""
-  enc = (batch, dims.num_encoder_layers)
-  dec = (batch, dims.num_decoder_layers)
-  return TaskParams(encoder=_site_shapes(peft, dims, enc, True),
-                    decoder_self=_site_shapes(peft, dims, dec, True),
-                    decoder_cross=_site_shapes(peft, dims, dec, False))
+  """The single source of truth: a TaskParams whose leaves are shape tuples (each kind's
+  `shapes` in `hint_jax.peft.kinds`)."""
+  from hint_jax.peft import kinds  # pylint: disable=g-import-not-at-top  # kinds imports spec
+  return kinds.task_param_shapes(peft, dims, batch)
 
 
 def _is_shape(x) -> bool:
@@ -185,23 +196,11 @@ def task_param_axes(peft: PeftConfig, dims: BackboneDims) -> TaskParams:
 
   Rows follow the batch; the generated dimension of each leaf (the generator's output units:
   D of adapter weights, the adapter bottleneck of `down_bias`, heads x head_dim of prefixes, the
-  projection side of LoRA factors) is `act_generated`, sharded like the generators' outputs.
+  projection side of LoRA factors, the scaled width of IA3 vectors) is `act_generated`, sharded
+  like the generators' outputs.
   """
-  b, n, g = axes.ACT_BATCH, axes.ACT_LAYERS, axes.ACT_GENERATED
-  first, second = (b, n, g, None), (b, n, None, g)  # generated dim first / second
-  vector = (b, n, g)
-  prefix = (b, n, axes.ACT_PREFIX, axes.ACT_HEADS, axes.ACT_KV)
-
-  def site(s: SiteParams) -> SiteParams:
-    lora = None if s.lora is None else {
-        p: LowRank(a=first, b=second, scale=low_rank.scale) for p, low_rank in s.lora.items()}
-    adapter = None if s.adapter is None else Bottleneck(
-        down=first, down_bias=vector, up=second, up_bias=vector)
-    kv = None if s.prefix is None else PrefixKV(key=prefix, value=prefix)
-    return SiteParams(lora=lora, adapter=adapter, prefix=kv)
-
-  shapes = task_param_shapes(peft, dims, 1)
-  return TaskParams(*(site(getattr(shapes, name)) for name in SITES))
+  from hint_jax.peft import kinds  # pylint: disable=g-import-not-at-top  # kinds imports spec
+  return kinds.task_param_axes(peft, dims)
 
 
 def layer_slice(site: SiteParams, layer: int) -> SiteParams:
@@ -211,10 +210,8 @@ def layer_slice(site: SiteParams, layer: int) -> SiteParams:
 
 def _task_rows(s: SiteParams) -> dict:
   """The fields of `s` that hold task rows read through an index (see `SharedKV`)."""
-  rows = {"shared": s.shared} if s.shared is not None else {}
-  if s.adapter is not None and s.adapter.index is not None:
-    rows["adapter"] = s.adapter
-  return rows
+  values = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+  return {k: v for k, v in values.items() if getattr(v, "index", None) is not None}
 
 
 def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:

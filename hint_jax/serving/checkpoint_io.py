@@ -12,7 +12,7 @@ from flax import traverse_util
 
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.models import config as model_config
-from hint_jax.peft import spec
+from hint_jax.peft import kinds
 from hint_jax.t5 import config as t5_config
 
 CONFIG_FILE = "hint_config.json"  # beside `checkpoints/` in the model directory
@@ -29,12 +29,7 @@ def config_from_dict(d: dict[str, Any]) -> model_config.HintConfig:
   """Inverse of `config_to_dict` (nested dataclasses; tuples restored from json lists)."""
   d = dict(d)
   d["t5"] = t5_config.T5Config(**d["t5"])
-  peft = dict(d.get("peft") or {})
-  if peft.get("lora") is not None:
-    lora = dict(peft["lora"])
-    lora["projections"] = tuple(lora.get("projections", ("query", "value")))
-    peft["lora"] = spec.LoraConfig(**lora)
-  d["peft"] = spec.PeftConfig(**peft)
+  d["peft"] = kinds.peft_config_from_dict(dict(d.get("peft") or {}))
   if d.get("hypernet") is not None:
     d["hypernet"] = hypernet_config.HypernetConfig(**d["hypernet"])
   return model_config.HintConfig(**d)

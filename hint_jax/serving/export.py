@@ -7,7 +7,7 @@ import os
 import numpy as np
 import safetensors.numpy
 
-from hint_jax.peft import spec
+from hint_jax.peft import kinds, spec
 from hint_jax.serving import task_params_io
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -21,14 +21,14 @@ HF_SITES = {"encoder": ("encoder", 0, "SelfAttention"),
 
 
 def save_task_params(path: str, task_params: spec.TaskParams) -> None:
-  """Dumps any TaskParams (adapters, prefixes, LoRA) to one safetensors file."""
+  """Dumps any TaskParams (every declared kind) to one safetensors file."""
   task_params_io.save(path, task_params)
 
 
 def _lora_only(task_params: spec.TaskParams) -> None:
   for site in spec.SITES:
     sp = getattr(task_params, site)
-    extra = [k for k in ("adapter", "prefix") if getattr(sp, k) is not None]
+    extra = [kind.name for kind, _ in kinds.items(sp) if kind.name != "lora"]
     if extra:
       raise ValueError(f"PEFT export needs LoRA-only TaskParams; {site} also has {extra}")
     if not sp.lora:
@@ -80,7 +80,7 @@ def save_peft_adapter(task_params: spec.TaskParams, directory: str, base_model_p
   adapter cannot carry (`export_instruction` checks this).
 
   Raises:
-    ValueError: the TaskParams hold adapters or prefixes, or mixed LoRA ranks/scales.
+    ValueError: the TaskParams hold other kinds than LoRA, or mixed LoRA ranks/scales.
   """
   config = adapter_config(task_params, base_model_path)
   tensors = lora_state_dict(task_params, index)

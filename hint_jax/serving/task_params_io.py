@@ -9,51 +9,29 @@ from collections.abc import Mapping
 import numpy as np
 import safetensors.numpy
 
-from hint_jax.peft import spec
+from hint_jax.peft import kinds, spec
 
-_BOTTLENECK = ("down", "down_bias", "up", "up_bias")
-_PREFIX = ("key", "value")
-_SCALES_KEY = "lora_scales"
+_STATIC_KEY = "{}_scales"  # metadata key of a kind's static values (LoRA: "lora_scales")
 
 
 def flatten(task_params: spec.TaskParams) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-  """Names every array `<site>.<kind>[.<projection>].<field>`.
+  """Names every array `<site>.<kind>.<field>` (LoRA fields are `<projection>.a|b`).
 
   Returns:
-    (arrays, metadata): host numpy arrays, and string metadata carrying the static LoRA scales.
+    (arrays, metadata): host numpy arrays, and string metadata carrying each kind's static
+    values (the LoRA scales, as json {"<site>.<projection>": scale}).
+
+  Raises:
+    ValueError: a site holds an undeclared kind (`peft.kinds.items`).
   """
-  arrays, scales = {}, {}
+  arrays, static = {}, {}
   for site in spec.SITES:
-    sp: spec.SiteParams = getattr(task_params, site)
-    for proj, low in (sp.lora or {}).items():
-      arrays[f"{site}.lora.{proj}.a"] = np.asarray(low.a)
-      arrays[f"{site}.lora.{proj}.b"] = np.asarray(low.b)
-      scales[f"{site}.{proj}"] = float(low.scale)
-    if sp.adapter is not None:
-      for f in _BOTTLENECK:
-        arrays[f"{site}.adapter.{f}"] = np.asarray(getattr(sp.adapter, f))
-    if sp.prefix is not None:
-      for f in _PREFIX + ("mask",) * (sp.prefix.mask is not None):
-        arrays[f"{site}.prefix.{f}"] = np.asarray(getattr(sp.prefix, f))
-  return arrays, {_SCALES_KEY: json.dumps(scales, sort_keys=True)}
-
-
-def _site(arrays: Mapping[str, np.ndarray], scales: Mapping[str, float],
-          site: str) -> spec.SiteParams:
-  lora = {}
-  for name in sorted(arrays):
-    parts = name.split(".")
-    if parts[0] == site and parts[1] == "lora" and parts[3] == "a":
-      proj = parts[2]
-      lora[proj] = spec.LowRank(a=arrays[name], b=arrays[f"{site}.lora.{proj}.b"],
-                                scale=scales[f"{site}.{proj}"])
-  adapter = prefix = None
-  if f"{site}.adapter.down" in arrays:
-    adapter = spec.Bottleneck(**{f: arrays[f"{site}.adapter.{f}"] for f in _BOTTLENECK})
-  if f"{site}.prefix.key" in arrays:
-    prefix = spec.PrefixKV(**{f: arrays[f"{site}.prefix.{f}"] for f in _PREFIX},
-                           mask=arrays.get(f"{site}.prefix.mask"))
-  return spec.SiteParams(lora=lora or None, adapter=adapter, prefix=prefix)
+    for kind, leaf in kinds.items(getattr(task_params, site)):
+      for field, value in kind.fields(leaf).items():
+        arrays[f"{site}.{kind.name}.{field}"] = np.asarray(value)
+      for key, value in kind.static(leaf).items():
+        static.setdefault(kind.name, {})[f"{site}.{key}"] = float(value)
+  return arrays, {_STATIC_KEY.format(k): json.dumps(v, sort_keys=True) for k, v in static.items()}
 
 
 def unflatten(arrays: Mapping[str, np.ndarray],
@@ -61,15 +39,24 @@ def unflatten(arrays: Mapping[str, np.ndarray],
   """Inverse of `flatten`.
 
   Raises:
-    ValueError: an array name is not one `flatten` writes.
+    ValueError: an array name is not one `flatten` writes, or names an undeclared kind.
   """
-  known = {"lora", "adapter", "prefix"}
-  for name in arrays:
-    parts = name.split(".")
-    if len(parts) < 3 or parts[0] not in spec.SITES or parts[1] not in known:
+  fields: dict = {site: {} for site in spec.SITES}
+  for name, value in arrays.items():
+    parts = name.split(".", 2)
+    if len(parts) < 3 or parts[0] not in spec.SITES:
       raise ValueError(f"not a TaskParams array name: {name!r}")
-  scales = json.loads((metadata or {}).get(_SCALES_KEY, "{}"))
-  return spec.TaskParams(**{s: _site(arrays, scales, s) for s in spec.SITES})
+    if parts[1] not in kinds.KINDS:  # an unknown kind is an error, never dropped
+      raise ValueError(f"not a TaskParams array name: {name!r} (unknown generated-module kind "
+                       f"{parts[1]!r}; declared: {sorted(kinds.KINDS)})")
+    fields[parts[0]].setdefault(parts[1], {})[parts[2]] = value
+  static = {k: json.loads((metadata or {}).get(_STATIC_KEY.format(k), "{}")) for k in kinds.KINDS}
+
+  def site(name: str) -> spec.SiteParams:
+    def own(kind):  # this site's static values, without the site prefix
+      return {k.split(".", 1)[1]: v for k, v in static[kind].items() if k.startswith(f"{name}.")}
+    return spec.SiteParams(**{k: kinds.get(k).build(f, own(k)) for k, f in fields[name].items()})
+  return spec.TaskParams(**{s: site(s) for s in spec.SITES})
 
 
 def new_file_mode(path: str) -> int:

@@ -116,4 +116,4 @@ class T5Config:
     """The sizes generated task parameters depend on."""
     return spec.BackboneDims(d_model=self.d_model, num_heads=self.num_heads,
                              head_dim=self.head_dim, num_encoder_layers=self.num_encoder_layers,
-                             num_decoder_layers=self.num_decoder_layers)
+                             num_decoder_layers=self.num_decoder_layers, d_ff=self.d_ff)

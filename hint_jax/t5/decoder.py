@@ -40,7 +40,8 @@ class DecoderLayer(nn.Module):
     y_BTD = residual(y_BTD, h_BTD, rate, enable_dropout)
     h_BTD = norm(cfg, "pre_mlp_layer_norm", y_BTD)
     h_BTD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, rate, name="mlp")(
-        h_BTD, None if self_site is None else self_site.adapter, enable_dropout)
+        h_BTD, None if self_site is None else self_site.adapter, enable_dropout,
+        None if self_site is None else self_site.ia3)
     return residual(y_BTD, h_BTD, rate, enable_dropout)
 
 

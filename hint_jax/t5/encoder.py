@@ -84,7 +84,8 @@ class EncoderLayer(nn.Module):
     x_BLD = residual(x_BLD, h_BLD, cfg.dropout_rate, enable_dropout)
     h_BLD = norm(cfg, "pre_mlp_layer_norm", x_BLD)
     h_BLD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, cfg.dropout_rate, name="mlp")(
-        h_BLD, None if site is None else site.adapter, enable_dropout)
+        h_BLD, None if site is None else site.adapter, enable_dropout,
+        None if site is None else site.ia3)
     return residual(x_BLD, h_BLD, cfg.dropout_rate, enable_dropout)
 
 

@@ -37,6 +37,7 @@ def test_amortisation():
     spec.PeftConfig(adapter_size=64, prefix_length=30),
     spec.PeftConfig(adapter_size=None, prefix_length=None,
                     lora=spec.LoraConfig(rank=8, projections=("query", "key", "value", "out"))),
+    spec.PeftConfig(adapter_size=None, prefix_length=None, ia3=spec.Ia3Config()),
 ])
 @pytest.mark.parametrize("cache_memory", [True, False])
 def test_analytic_matches_xla_within_10_percent(peft, cache_memory):
@@ -82,3 +83,16 @@ def test_table_lists_every_preset_and_format():
   md = flops_table.to_markdown(rows)
   for preset in flops.PRESETS:
     assert f"| {preset} | def2pos | hint |" in md
+
+
+def test_ia3_flops_by_hand():
+  """IA3 adds one multiply per scaled element: keys and values of every attention (the
+  instruction's included, paid once per task when it is cached) and the FFN hidden."""
+  peft = spec.PeftConfig(adapter_size=None, prefix_length=None, ia3=spec.Ia3Config())
+  none = spec.PeftConfig(adapter_size=None, prefix_length=None, lora=spec.LoraConfig())
+  hk, f, n = CFG.num_heads * CFG.head_dim, CFG.d_ff, CFG.num_decoder_layers
+  site = spec.task_param_shapes(peft, CFG.dims, 1).encoder
+  assert flops.encoder(CFG, 7, site) - flops.encoder(CFG, 7) == CFG.num_encoder_layers * 7 * (
+      2 * hk + f)
+  assert flops.memory_projection(CFG, peft, 48) - flops.memory_projection(CFG, none, 0) == (
+      n * 2 * 48 * (CFG.d_model * hk * 2 + hk))

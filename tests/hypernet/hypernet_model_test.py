@@ -12,13 +12,14 @@ from hint_jax.hypernet import model as model_lib
 from hint_jax.peft import spec
 
 DIMS = spec.BackboneDims(d_model=12, num_heads=3, head_dim=5, num_encoder_layers=2,
-                         num_decoder_layers=3)
+                         num_decoder_layers=3, d_ff=14)
 LORA = spec.LoraConfig(rank=3, alpha=6.0, projections=("query", "value", "out"))
 PEFTS = {
     "all": spec.PeftConfig(adapter_size=7, prefix_length=2, lora=LORA),
     "adapter": spec.PeftConfig(adapter_size=7, prefix_length=None),
     "prefix": spec.PeftConfig(adapter_size=None, prefix_length=2),
     "lora": spec.PeftConfig(adapter_size=None, prefix_length=None, lora=LORA),
+    "ia3": spec.PeftConfig(adapter_size=None, prefix_length=None, ia3=spec.Ia3Config()),
 }
 
 
@@ -53,6 +54,7 @@ def test_shapes_equal_spec(name):
   # Disabled kinds are absent, never zeros.
   assert (out.encoder.adapter is None) == (PEFTS[name].adapter_size is None)
   assert (out.encoder.prefix is None) == (PEFTS[name].prefix_length is None)
+  assert (out.encoder.ia3 is None) == (PEFTS[name].ia3 is None)
   assert out.decoder_cross.adapter is None
   if PEFTS[name].lora is not None:
     assert out.encoder.lora["query"].scale == LORA.scale

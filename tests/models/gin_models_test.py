@@ -1,4 +1,5 @@
 """gin_configs/models: every size and variant parses into the HintConfig it documents."""
+import dataclasses
 import pathlib
 
 import gin
@@ -76,3 +77,13 @@ def test_freeze_backbone_file_matches_the_groups_preset():
   finally:
     gin.clear_config()
   assert tuple(frozen) == groups.frozen_patterns("hypernet")
+
+
+def test_ia3_ablation_file():
+  """IA3 vectors only (keys, values, FFN hidden), on top of a HINT model file."""
+  base = _model("models/hint_base.gin")
+  got = _model("models/hint_base.gin", "models/ablation_ia3_only.gin")
+  assert got == dataclasses.replace(base, peft=spec.PeftConfig(
+      adapter_size=None, prefix_length=None, lora=None, ia3=spec.Ia3Config()))
+  assert spec.task_param_shapes(got.peft, got.t5.dims, 1).encoder.ia3.mlp == (
+      1, got.t5.num_encoder_layers, got.t5.d_ff)

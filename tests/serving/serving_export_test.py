@@ -1,4 +1,5 @@
 """Tests for TaskParams export: safetensors dump and a HF PEFT LoRA adapter matching our logits."""
+import dataclasses
 import json
 
 import jax
@@ -79,3 +80,14 @@ def test_rejects_non_lora_and_fusion(make_model, tmp_path):
   pred = predictor_lib.Predictor(model, params, vocab, buckets=BUCKETS)
   with pytest.raises(ValueError, match="fusion"):
     export.export_instruction(pred, "x", str(tmp_path / "b"))
+
+
+def test_ia3_is_not_a_peft_lora_adapter(tmp_path):
+  dims = spec.BackboneDims(6, 2, 3, 1, 1, d_ff=5)
+  peft = dataclasses.replace(LORA, ia3=spec.Ia3Config())
+  tp = jax.tree.map(lambda s: np.ones(s.shape, np.float32), spec.task_param_structs(peft, dims, 1))
+  with pytest.raises(ValueError, match="encoder also has \\['ia3'\\]"):
+    export.save_peft_adapter(tp, str(tmp_path / "a"))
+  export.save_task_params(str(tmp_path / "tp.safetensors"), tp)
+  loaded, _ = task_params_io.load(str(tmp_path / "tp.safetensors"))
+  jax.tree.map(np.testing.assert_array_equal, loaded, tp)

@@ -3,16 +3,18 @@ import jax
 import numpy as np
 import pytest
 
-from hint_jax.peft import spec
+from hint_jax.peft import kinds, spec
 from hint_jax.serving import task_params_io
 
 DIMS = spec.BackboneDims(d_model=6, num_heads=2, head_dim=3, num_encoder_layers=2,
-                         num_decoder_layers=1)
+                         num_decoder_layers=1, d_ff=5)
 
 
 @pytest.mark.parametrize("peft", [
     spec.PeftConfig(adapter_size=4, prefix_length=2, lora=None),
     spec.PeftConfig(adapter_size=None, prefix_length=None,
+                    lora=spec.LoraConfig(rank=2, alpha=3.0, projections=("query", "out"))),
+    spec.PeftConfig(adapter_size=None, prefix_length=2, ia3=spec.Ia3Config(),
                     lora=spec.LoraConfig(rank=2, alpha=3.0, projections=("query", "out"))),
 ])
 def test_save_load_round_trip(tmp_path, peft):
@@ -35,3 +37,19 @@ def test_save_load_round_trip(tmp_path, peft):
 def test_unflatten_rejects_unknown_names():
   with pytest.raises(ValueError, match="bogus"):
     task_params_io.unflatten({"bogus.a": np.zeros(1)})
+
+
+def test_unknown_kinds_are_errors_both_ways(monkeypatch):
+  with pytest.raises(ValueError, match="unknown generated-module kind 'bogus'"):
+    task_params_io.unflatten({"encoder.bogus.a": np.zeros(1)})
+  peft = spec.PeftConfig(adapter_size=None, prefix_length=None, ia3=spec.Ia3Config())
+  params = jax.tree.map(lambda s: np.ones(s.shape, np.float32),
+                        spec.task_param_structs(peft, DIMS, 1))
+  arrays, _ = task_params_io.flatten(params)
+  assert sorted(arrays)[:3] == ["decoder_cross.ia3.key", "decoder_cross.ia3.value",
+                                "decoder_self.ia3.key"]
+  monkeypatch.delitem(kinds.KINDS, "ia3")  # a kind nobody declared is never dropped
+  with pytest.raises(ValueError, match="unknown generated-module kind 'ia3'"):
+    task_params_io.flatten(params)
+  with pytest.raises(ValueError, match="unknown generated-module kind 'ia3'"):
+    task_params_io.unflatten(arrays)
