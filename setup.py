@@ -31,8 +31,15 @@ setuptools.setup(
     description="HINT (Hypernetwork INstruction Tuning) in JAX/Flax.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["hint_jax", "hint_jax.*", "tasks", "tasks.*"]),
-    package_data={"hint_jax": ["assets/*", "data/t0_edited_prompts.*"]},
+    # The SeqIO registrations (top-level `tasks/`) and the gin files (top-level `gin_configs/`)
+    # install under namespaced names, so a non-editable install carries both and no other
+    # `tasks` on sys.path shadows them (docs/architecture.md, "Packaging").
+    packages=[*setuptools.find_packages(include=["hint_jax", "hint_jax.*"]), "hint_jax_tasks",
+              "hint_jax_gin_configs"],
+    package_dir={"hint_jax_tasks": "tasks", "hint_jax_gin_configs": "gin_configs"},
+    package_data={"hint_jax": ["assets/*", "data/t0_edited_prompts.*"],
+                  "hint_jax_tasks": ["README.md"],
+                  "hint_jax_gin_configs": ["*/*.gin"]},
     python_requires=">=3.10",
     install_requires=_CORE,
     extras_require={

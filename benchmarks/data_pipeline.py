@@ -14,6 +14,8 @@ import platform
 import sys
 import time
 
+import hint_jax_tasks  # noqa: F401  (registers the tasks read by name)
+
 from hint_jax.data import features as F
 from hint_jax.data import pipeline, synthetic
 

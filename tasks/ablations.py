@@ -6,12 +6,11 @@ constant hypernetwork text for every task; splits `train`, `validation`, `test`.
 the P3 prompts with the same constant; splits `train`, `validation`.
 """
 import functools
-import os
 
-from hint_jax.data import no_instruction, p3, sni_examples
-from tasks import common, metrics
-from tasks import p3 as p3_tasks
-from tasks import sni as sni_tasks
+from hint_jax_tasks import common, metrics
+from hint_jax_tasks import sni as sni_tasks
+
+from hint_jax.data import no_instruction, p3, paths, sni_examples
 
 
 def _sni_records(split: str, num_pos: int):
@@ -20,7 +19,7 @@ def _sni_records(split: str, num_pos: int):
 
 
 def _p3_records(split: str):
-  cfg = p3.P3Config(fmt="concat", tfrecord_dir=os.environ.get(p3_tasks.TFRECORDS_ENV_VAR))
+  cfg = p3.P3Config(fmt="concat", tfrecord_dir=paths.setting("p3_tfrecords"))
   return no_instruction.records(p3.records(split, cfg))
 
 

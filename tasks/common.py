@@ -1,22 +1,27 @@
 """Shared pieces of the task registrations: output features, idempotent add, simple sources."""
 import functools
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import seqio
 import tensorflow as tf
 
 from hint_jax.data import features as F
+from hint_jax.data import paths
 from hint_jax.data import vocab as vocab_lib
 
-VOCAB_ENV_VAR = "HINT_VOCAB_PATH"
+VOCAB_ENV_VAR = paths.ENV_VARS["vocab_path"]
 DEFAULT_PREPROCESSORS = (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos)
 
 
-@functools.cache
 def vocabulary() -> seqio.SentencePieceVocabulary:
-  """The task vocabulary: $HINT_VOCAB_PATH (e.g. T5's spm model) or the committed default."""
-  return vocab_lib.get_seqio_vocabulary(os.environ.get(VOCAB_ENV_VAR) or None)
+  """The task vocabulary: the `vocab_path` data setting (`DataSettings`, $HINT_VOCAB_PATH, e.g.
+  T5's spm model) or the committed default."""
+  return _vocabulary(paths.setting("vocab_path"))
+
+
+@functools.cache
+def _vocabulary(path: str | None) -> seqio.SentencePieceVocabulary:
+  return vocab_lib.get_seqio_vocabulary(path)
 
 
 def output_features() -> dict[str, seqio.Feature]:

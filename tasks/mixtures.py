@@ -1,8 +1,9 @@
 """SeqIO mixtures: SNI + P3 training mixtures (examples-proportional, T0 cap)."""
 import functools
 
+from hint_jax_tasks import common
+
 from hint_jax.data import p3
-from tasks import common
 
 T0_RATE = functools.partial(common.examples_rate, cap=p3.T0_MIXING_CAP)
 

@@ -9,21 +9,21 @@ COPA, WSC and Winogrande with `answer_choices` and `label`.
 of the same template with every example (`hint_jax/data/p3_few_shot.py`), splits as `p3_hint`.
 """
 import functools
-import os
 
-from hint_jax.data import p3, p3_few_shot, rank_classification
-from tasks import common, metrics
+from hint_jax_tasks import common, metrics
 
-TFRECORDS_ENV_VAR = "HINT_P3_TFRECORDS"
+from hint_jax.data import p3, p3_few_shot, paths, rank_classification
+
+TFRECORDS_ENV_VAR = paths.ENV_VARS["p3_tfrecords"]
 
 
 def _p3_records(split: str, fmt: str):
   """p3_sample jsonl by default; the P3 tfrecord release when $HINT_P3_TFRECORDS is set."""
-  return p3.records(split, p3.P3Config(fmt=fmt, tfrecord_dir=os.environ.get(TFRECORDS_ENV_VAR)))
+  return p3.records(split, p3.P3Config(fmt=fmt, tfrecord_dir=paths.setting("p3_tfrecords")))
 
 
 def _few_shot_records(split: str, num_shots: int, fmt: str):
-  p3_cfg = p3.P3Config(tfrecord_dir=os.environ.get(TFRECORDS_ENV_VAR))
+  p3_cfg = p3.P3Config(tfrecord_dir=paths.setting("p3_tfrecords"))
   cfg = p3_few_shot.FewShotConfig(num_shots=num_shots, fmt=fmt, p3_config=p3_cfg)
   return p3_few_shot.records(split, cfg)
 

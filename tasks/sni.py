@@ -6,8 +6,9 @@ $HINT_DATA_DIR/sni (read when a split is first requested).
 """
 import functools
 
+from hint_jax_tasks import common, metrics
+
 from hint_jax.data import sni_examples
-from tasks import common, metrics
 
 
 def task_name(num_pos: int, fmt: str) -> str:

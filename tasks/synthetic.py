@@ -6,8 +6,9 @@ as the SNI Def+2Pos tasks are (`hint_jax.data.synthetic`, "Formats").
 """
 import functools
 
+from hint_jax_tasks import common, metrics
+
 from hint_jax.data import synthetic
-from tasks import common, metrics
 
 
 def _records(split: str, num_pos: int, fmt: str):

@@ -83,18 +83,6 @@ def instruction_table(instructions: Sequence[np.ndarray], num_rows: int
   return table_RI, index_B
 
 
-def to_task_table(batch: Mapping[str, np.ndarray], num_task_rows: int | None = None) -> Batch:
-  """Replaces per-example `hyper_encoder_input_tokens` [B, I] by the table [rows, I] + task_index.
-
-  For batches built from `seqio_converters.HintFeatureConverter` output.
-  """
-  out = dict(batch)
-  rows_BI = np.asarray(batch[F.HYPER_ENCODER_INPUT_TOKENS], np.int32)
-  out[F.HYPER_ENCODER_INPUT_TOKENS], out[F.TASK_INDEX] = instruction_table(
-      list(rows_BI), num_task_rows or len(rows_BI))
-  return out
-
-
 def hint_batch(examples: Sequence[Example], lengths: Mapping[str, int],
                num_task_rows: int | None = None) -> tuple[Batch, ConvertStats]:
   """Builds a HINT batch: instruction table for the hypernetwork, raw inputs for the encoder.

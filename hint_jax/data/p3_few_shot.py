@@ -23,12 +23,11 @@ Formats:
           as committed, `fewshot_hyper=False`, which its HINT script trains on).
 """
 import dataclasses
-import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 
 from hint_jax.data import features as F
-from hint_jax.data import p3, vocab
+from hint_jax.data import p3, paths, vocab
 
 SHOTS = (1, 2, 4, 5)  # the original registers these
 FORMATS = ("hint", "concat", "both")
@@ -36,7 +35,7 @@ TARGETS_PREFIX = " Output: "
 EXAMPLE_SEPARATOR = "\n\n"
 DEFINITION_SEPARATOR = " Definition: "
 MAX_INPUT_LENGTH = 960  # the original's: 1024 less 64 for separators, as FLAN
-VOCAB_ENV_VAR = "HINT_VOCAB_PATH"
+VOCAB_ENV_VAR = paths.ENV_VARS["vocab_path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +112,7 @@ def _by_task(records: Iterator[dict]) -> dict[str, list[dict]]:
 
 def _counter(vocab_path: str | None) -> Callable[[str], int]:
   """Token count without EOS (the original counts `encode_tf` ids)."""
-  voc = vocab.get_vocabulary(vocab_path or os.environ.get(VOCAB_ENV_VAR) or None)
+  voc = vocab.get_vocabulary(vocab_path or paths.setting("vocab_path"))
   return lambda text: len(voc.encode(text))
 
 

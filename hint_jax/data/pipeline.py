@@ -11,7 +11,6 @@ pretraining text is read up to a document limit (see tasks/pretrain.py).
 """
 import dataclasses
 import functools
-import importlib
 import logging
 from collections.abc import Iterator, Mapping
 
@@ -39,9 +38,12 @@ class Source:
 
 
 def registry():
-  """The `seqio` module with every hint_jax task and mixture registered."""
+  """The `seqio` module, holding the tasks and mixtures registered so far.
+
+  The library never imports the registrations (no import upward): entry points, benchmarks and
+  tests `import hint_jax_tasks` (the top-level `tasks/` folder) before reading a task by name.
+  """
   import seqio  # pylint: disable=g-import-not-at-top  # TF only where data is read
-  importlib.import_module("tasks")  # registers every hint_jax task and mixture
   return seqio
 
 
@@ -58,7 +60,9 @@ def _task_rates(name: str) -> list[tuple[str, float]]:
     return [(t.name, float(mixture.get_rate(t))) for t in mixture.tasks]
   if name in seqio.TaskRegistry.names():
     return [(name, 1.0)]
-  raise ValueError(f"unknown task or mixture {name!r}; available: {', '.join(available_names())}")
+  names = available_names()
+  hint = "" if names else " (none registered: `import hint_jax_tasks` first)"
+  raise ValueError(f"unknown task or mixture {name!r}; available: {', '.join(names)}{hint}")
 
 
 def _decode(value):

@@ -17,7 +17,7 @@ from hint_jax.data import paths, sni_format, sni_reader, vocab
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("hint", "split_mimic", "concat", "both")
-VOCAB_ENV_VAR = "HINT_VOCAB_PATH"  # the task vocabulary (tasks/common.py reads the same variable)
+VOCAB_ENV_VAR = paths.ENV_VARS["vocab_path"]  # the task vocabulary (`paths.setting`)
 _LOG = logging.getLogger(__name__)
 
 
@@ -85,7 +85,7 @@ def task_names(split: str, cfg: SniConfig) -> list[str]:
 
 def _token_counter(vocab_path: str | None):
   """Token count with EOS (as the original's Hugging Face T5 tokenizer counts)."""
-  voc = vocab.get_vocabulary(vocab_path or os.environ.get(VOCAB_ENV_VAR) or None)
+  voc = vocab.get_vocabulary(vocab_path or paths.setting("vocab_path"))
   return lambda text: len(voc.encode(text)) + 1
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from hint_jax.data import features as F
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.peft import spec
 from hint_jax.t5 import config as t5_config
@@ -30,6 +31,12 @@ class HintConfig:
       than truncating silently. An EOS-only instruction is valid.
     z_loss: auxiliary z-loss coefficient of the training loss (T5X default 1e-4).
     label_smoothing: label smoothing of the training loss.
+    concat_template: the model's input contract when it takes no instruction input (the
+      concatenation baseline): how an instruction and an input become its encoder text,
+      `str.format` with `instruction` and `input`. The default is what the `concat` converter
+      trains on (instruction tokens, then input tokens: the SNI Tk-Instruct layout); a model
+      trained on text joined otherwise (the synthetic Def tasks: "{instruction} {input}") sets
+      it. Recorded in the checkpoint with the config; the Predictor uses it.
   """
   t5: t5_config.T5Config
   peft: spec.PeftConfig = dataclasses.field(default_factory=spec.PeftConfig)
@@ -40,6 +47,7 @@ class HintConfig:
   max_instruction_length: int = 1024
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
+  concat_template: str = "{instruction}{input}"
 
   def __post_init__(self):
     if self.instruction_encoder not in INSTRUCTION_ENCODERS:
@@ -56,6 +64,19 @@ class HintConfig:
     if self.z_loss < 0 or not 0.0 <= self.label_smoothing < 1.0:
       raise ValueError(f"HintConfig: bad loss settings z_loss={self.z_loss}, "
                        f"label_smoothing={self.label_smoothing}")
+
+  @property
+  def converter(self) -> str:
+    """The data converter the model trains and serves with (`data.converters.CONVERTERS`)."""
+    return "hint" if self.uses_instruction else "concat"
+
+  def input_contract(self) -> dict:
+    """What the trainer records beside the config: converter, features read, concat template."""
+    features = [F.ENCODER_INPUT_TOKENS, F.DECODER_INPUT_TOKENS, F.DECODER_TARGET_TOKENS]
+    if self.uses_instruction:
+      features += [F.HYPER_ENCODER_INPUT_TOKENS, F.TASK_INDEX]
+    return {"converter": self.converter, "features": features,
+            "concat_template": None if self.uses_instruction else self.concat_template}
 
   @property
   def uses_instruction(self) -> bool:

@@ -1,7 +1,5 @@
-"""Parameter groups of HINT models: owner labels, freezing presets and trainable/frozen split."""
+"""Parameter groups of HINT models: owner labels and freezing presets (the trainable/frozen split is `training.state.split_params`)."""
 from __future__ import annotations
-
-import re
 
 from flax import traverse_util
 
@@ -32,20 +30,3 @@ def frozen_patterns(train: str) -> tuple[str, ...]:
   if train not in FROZEN_PATTERNS:
     raise ValueError(f"unknown training preset {train!r}; choose from {sorted(FROZEN_PATTERNS)}")
   return FROZEN_PATTERNS[train]
-
-
-def split(params: types.PyTree, patterns: tuple[str, ...]
-          ) -> tuple[types.PyTree, types.PyTree]:
-  """(trainable, frozen) nested dicts: a leaf is frozen when its '/'-path matches a pattern."""
-  flat = traverse_util.flatten_dict(dict(params), sep="/")
-  frozen = {k: v for k, v in flat.items() if any(re.fullmatch(p, k) for p in patterns)}
-  trainable = {k: v for k, v in flat.items() if k not in frozen}
-  return (traverse_util.unflatten_dict(trainable, sep="/"),
-          traverse_util.unflatten_dict(frozen, sep="/"))
-
-
-def merge(trainable: types.PyTree, frozen: types.PyTree) -> types.PyTree:
-  """Inverse of `split`."""
-  flat = traverse_util.flatten_dict(dict(trainable), sep="/")
-  flat.update(traverse_util.flatten_dict(dict(frozen), sep="/"))
-  return traverse_util.unflatten_dict(flat, sep="/")

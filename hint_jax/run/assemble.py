@@ -13,6 +13,7 @@ from hint_jax.data import pipeline, streaming
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
 from hint_jax.training import batches, checkpoint
+from hint_jax.training import signature as signature_lib
 
 INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
 _LOG = logging.getLogger(__name__)
@@ -72,53 +73,9 @@ def check_vocabulary(cfg: model_config.HintConfig, task_name: str) -> None:
 
 
 def signature(cfg: model_config.HintConfig) -> str:
-  """What a checkpoint must have been trained with (compared on resume)."""
-  return repr(cfg)
-
-
-def _split_top(text: str) -> list[str]:
-  """`text` split at the commas outside brackets and quotes."""
-  parts, depth, quote, start = [], 0, None, 0
-  for i, ch in enumerate(text):
-    if quote:
-      quote = None if ch == quote else quote
-    elif ch in "'\"":
-      quote = ch
-    elif ch in "([{":
-      depth += 1
-    elif ch in ")]}":
-      depth -= 1
-    elif ch == "," and depth == 0:
-      parts.append(text[start:i])
-      start = i + 1
-  return [p.strip() for p in [*parts, text[start:]] if p.strip()]
-
-
-def _fields(text: str, prefix: str = "") -> dict[str, str]:
-  """{'t5.d_model': '32', ...} from a dataclass repr (`Name(a=1, b=Other(c=2))`)."""
-  match = re.fullmatch(r"\s*[A-Za-z_]\w*\((.*)\)\s*", text, flags=re.DOTALL)
-  if not match:
-    return {prefix.rstrip("."): text.strip()}
-  out = {}
-  for part in _split_top(match.group(1)):
-    key, eq, value = part.partition("=")
-    if not eq:
-      return {prefix.rstrip("."): text.strip()}
-    out.update(_fields(value, f"{prefix}{key.strip()}."))
-  return out
-
-
-def signature_diff(saved: str, current: str) -> list[str]:
-  """`field: saved X, this run Y` for each field that differs between two signatures (a
-  dataclass repr, optionally followed by ` | name=value ...` optimizer fields)."""
-  def flat(sig: str) -> dict[str, str]:
-    head, _, tail = sig.partition(" | ")
-    out = _fields(head)
-    out.update(dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", tail)))
-    return out
-  a, b = flat(saved), flat(current)
-  return [f"{k}: checkpoint {a.get(k, '(absent)')}, this run {b.get(k, '(absent)')}"
-          for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+  """What a checkpoint must have been trained with: the config's semantic fields, compared on
+  resume by `training.signature.compatible` (a newly added field at its default matches)."""
+  return signature_lib.describe(cfg)
 
 
 def train_source(cfg: DataConfig):

@@ -73,6 +73,7 @@ def _cache_task(name: str, args, log) -> int:
 
 def cache_names(args: argparse.Namespace, log=print) -> dict[str, int]:
   """Caches every name of `args.names`; returns {task: examples}."""
+  import hint_jax_tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  # registers
   seqio = pipeline.registry()
   known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   unknown = [n for n in args.names if n not in known]

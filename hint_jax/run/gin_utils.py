@@ -1,6 +1,7 @@
 """Command-line parsing for the entry points: gin files, gin bindings, search paths, multi-host."""
 import argparse
 import difflib
+import importlib.util
 import os
 import pathlib
 import re
@@ -8,8 +9,21 @@ from collections.abc import Sequence
 
 import gin
 
+from hint_jax.data import paths as data_paths
+
 COMMANDS = ("train", "eval", "infer")
-DEFAULT_SEARCH_PATH = pathlib.Path(__file__).resolve().parents[2] / "gin_configs"
+
+
+def _gin_configs() -> pathlib.Path:
+  """The gin files: the package `hint_jax_gin_configs` (setup.py installs the top-level
+  `gin_configs/` under that name), else the folder beside this checkout."""
+  spec = importlib.util.find_spec("hint_jax_gin_configs")
+  if spec is not None and spec.submodule_search_locations:
+    return pathlib.Path(next(iter(spec.submodule_search_locations)))
+  return pathlib.Path(__file__).resolve().parents[2] / "gin_configs"
+
+
+DEFAULT_SEARCH_PATH = _gin_configs()
 
 
 class UsageError(Exception):
@@ -161,6 +175,27 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: str) 
     _check_macro(binding, bindings, defined, used)
     _parse_binding(binding)
   _finalize(bindings, defined | _macros()[0])
+
+
+def apply_data_settings() -> data_paths.DataSettings:
+  """Makes the gin-bound `paths.DataSettings` current; returns the settings the run reads.
+
+  Fields the gin files leave unbound are bound to what they resolve to now ($HINT_*
+  environment variables, else the defaults), so `operative_config.gin` records every data
+  setting of the run; only the fields bound in gin override the environment in this process.
+  """
+  bound, lines = {}, ["from __gin__ import dynamic_registration",
+                      "from hint_jax.data import paths"]
+  current = data_paths.resolved()
+  for field in data_paths.ENV_VARS:
+    try:
+      bound[field] = gin.query_parameter(f"hint_jax.data.paths.DataSettings.{field}")
+    except ValueError:
+      lines.append(f"paths.DataSettings.{field} = {getattr(current, field)!r}")
+  with gin.unlock_config():
+    gin.parse_config("\n".join(lines))
+  data_paths.configure(data_paths.DataSettings(**bound))
+  return gin.get_configurable(data_paths.DataSettings)()
 
 
 def write_config(model_dir: str, name: str = "operative_config.gin") -> str:

@@ -34,6 +34,8 @@ def run(argv: Sequence[str]) -> object:
       raise gin_utils.UsageError("--max_examples takes an integer >= 1 and applies to eval/infer")
     bindings.append(f"MAX_EXAMPLES={args.max_examples}")
   gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths)
+  gin_utils.apply_data_settings()  # before the tasks register: their vocabulary is one
+  importlib.import_module("hint_jax_tasks")  # registers every hint_jax task and mixture
   module, name = ENTRY_POINTS[args.command]
   fn = getattr(importlib.import_module(module), name)
   try:
@@ -57,11 +59,11 @@ _MISMATCH = re.compile(r"^(checkpoint \S+ was written by a different config):\n 
 
 def _one_line(e: Exception) -> str:
   """The error as one line; a config mismatch names only the fields that differ."""
-  from hint_jax.run import assemble  # pylint: disable=import-outside-toplevel
+  from hint_jax.training import signature  # pylint: disable=import-outside-toplevel
   text = str(e).split("\n  In call to configurable")[0]  # gin's call context
   match = _MISMATCH.search(text)
   if match:
-    diff = assemble.signature_diff(match.group(2), match.group(3))
+    diff = signature.differences(match.group(2), match.group(3))
     if diff:
       text = f"{match.group(1)} ({'; '.join(diff)}); {match.group(4)}"
   return " ".join(text.split())

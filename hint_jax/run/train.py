@@ -56,6 +56,7 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
       extra_meta={"gin_config": gin_utils.config_str(),
                   # lets `Predictor.from_checkpoint` (serving, no gin) rebuild the model
                   checkpoint_io.META_KEY: checkpoint_io.config_to_dict(model),
+                  "input_contract": model.input_contract(),
                   "mixture_or_task_name": data.mixture_or_task_name})
   return int(jax.device_get(state.step))
 

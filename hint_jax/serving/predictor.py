@@ -154,7 +154,7 @@ class Predictor:
   def __init__(self, model: hint.HintModel, params: types.PyTree, vocab, *,
                checkpoint_id: str | None = None, cache_bytes: int = 1 << 30,
                cache_dir: str | None = None, buckets: Buckets = Buckets(),
-               concat_template: str = "{instruction}\n\n{input}", cache_memory: bool = True,
+               concat_template: str | None = None, cache_memory: bool = True,
                partitioner: partitioner_lib.Partitioner | None = None):
     """Args:
       model: a `HintModel` (HINT, an ablation or the concatenation baseline).
@@ -164,7 +164,8 @@ class Predictor:
       cache_bytes: byte budget of the in-memory TaskParams LRU.
       cache_dir: optional directory for the on-disk cache tier.
       buckets: static batch and length buckets.
-      concat_template: input text for models that take no instruction input.
+      concat_template: input text for models that take no instruction input; default the
+        model's own (`HintConfig.concat_template`, recorded in its checkpoint).
       cache_memory: with fusion, cache the instruction's per-layer cross-attention keys/values
         [N, I, H, K] x 2 instead of H_I [I, D] (2N·H·K/D times the bytes; no per-example
         re-projection). False keeps the smaller entries and re-projects H_I in every batch.
@@ -172,7 +173,8 @@ class Predictor:
         `partitioner.single_device()`); params should be placed on its mesh.
     """
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
-    self.concat_template, self.cache_memory = concat_template, cache_memory
+    self.concat_template = concat_template or model.config.concat_template
+    self.cache_memory = cache_memory
     self.checkpoint_id = checkpoint_id or cache_lib.params_fingerprint(params, model.config)
     self.source = self.checkpoint_id  # `<model dir>@<step>` when loaded by from_checkpoint
     self.cache = cache_lib.TaskParamsCache(cache_bytes, cache_dir, validate=self._validate)

@@ -16,6 +16,7 @@ from etils import epath
 from flax import traverse_util
 
 from hint_jax import types
+from hint_jax.training import signature as signature_lib
 
 FORMAT_VERSION = 1
 _LOG = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class Checkpointer:
     except Exception as e:  # any read failure means the files are damaged
       raise CorruptCheckpointError(f"checkpoint {where} is unreadable: {type(e).__name__}: "
                                    f"{' '.join(str(e).split())[:300]}") from e
-    if meta.get("signature") != self.signature:
+    if not signature_lib.compatible(meta.get("signature"), self.signature):
       raise CheckpointMismatchError(
           f"checkpoint {where} was written by a different config:\n  checkpoint: "
           f"{meta.get('signature')}\n  this run:   {self.signature}\n"

@@ -1,4 +1,5 @@
 """Tests of the batch pipeline on the synthetic suite: determinism, resume, sharding, eval."""
+import hint_jax_tasks  # noqa: F401  (registers the tasks read by name)
 import numpy as np
 import pytest
 

@@ -21,7 +21,7 @@ def _records(split: str, n: int, word: str):
 
 @pytest.fixture(scope="module", autouse=True)
 def _register():
-  from tasks import common  # pylint: disable=import-outside-toplevel  # TF only in this file
+  from hint_jax_tasks import common  # pylint: disable=import-outside-toplevel  # TF only in this file
   common.add_task(SMALL, common.function_source(functools.partial(_records, n=8, word="cat"),
                                                 ("train",)))
   common.add_task(BIG, common.function_source(functools.partial(_records, n=30, word="dog"),

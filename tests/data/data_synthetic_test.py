@@ -160,7 +160,8 @@ def test_def2pos_strings_are_the_sni_hint_and_tk_instruct_layouts():
 
 
 def test_registered_def2pos_tasks_hold_the_generated_strings():
-  import tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import hint_jax_tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
   from hint_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   for num_pos, name in ((0, "synthetic"), (2, "synthetic_def_2pos")):
     for fmt in ("hint", "concat"):

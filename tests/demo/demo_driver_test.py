@@ -2,9 +2,9 @@
 import dataclasses
 import json
 
+import hint_jax_tasks  # noqa: F401  (registers synthetic_concat)
 import pytest
 
-import tasks  # noqa: F401  (registers synthetic_concat)
 from hint_jax.data import features as F
 from hint_jax.data import pipeline, synthetic
 from hint_jax.data import vocab as vocab_lib

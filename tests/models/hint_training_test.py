@@ -12,6 +12,7 @@ import pytest
 from hint_jax.data import features
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.models import groups
+from hint_jax.training import optim, state
 
 F = features
 HINT = hint_tiny.HINT
@@ -50,12 +51,13 @@ def test_loss_and_gradients_reach_hypernet_and_backbone(setup, loss_and_grads):
 
 def test_frozen_group_gets_no_gradient_or_update(setup, loss_and_grads):
   model, params, b = setup
-  trainable, frozen = groups.split(params, groups.frozen_patterns("hypernet"))
+  trainable, frozen = state.split_params(
+      optim.OptimConfig(frozen=groups.frozen_patterns("hypernet")), params)
   assert set(trainable) == {"hypernet"} and set(frozen) == {"backbone"}
-  assert groups.merge(trainable, frozen).keys() == params.keys()
+  assert state.merge_params(trainable, frozen).keys() == params.keys()
 
   def loss(p):
-    return model.loss_fn(groups.merge(p, frozen), b, None)[0]
+    return model.loss_fn(state.merge_params(p, frozen), b, None)[0]
 
   # Differentiating w.r.t. the trainable split allocates no backbone gradient at all.
   grads = jax.eval_shape(jax.grad(loss), trainable)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from hint_jax.data import features
-from hint_jax.models import baseline, hint, pretrained
+from hint_jax.models import baseline
 from hint_jax.peft import spec
-from hint_jax.t5 import hf
 
 F = features
 _SITE_PATHS = {"encoder": ("encoder", "attention"), "decoder_self": ("decoder", "self_attention"),
@@ -118,26 +117,6 @@ def test_separate_instruction_encoder():
       lambda x: x * 1.5, copy)))
   after = encode(bumped, b[F.HYPER_ENCODER_INPUT_TOKENS])
   assert float(jnp.abs(after.encoded - before.encoded).max()) > 1e-3
-
-
-def test_init_backbone_from_hf_weights_hypernet_fresh(tmp_path):
-  _, source = hint_tiny.model_and_params(hint_tiny.PLAIN, seed=7)
-  hf.save_hf_t5(hint_tiny.T5, source["backbone"], tmp_path)
-  config = hint_tiny.variant(instruction_encoder="separate")
-  model = hint.HintModel(config)
-  b = hint_tiny.batch()
-  params = hint.unbox(pretrained.init_from_hf(model, jax.random.PRNGKey(0), b, tmp_path))
-  chex.assert_trees_all_close(params["backbone"], source["backbone"], atol=0, rtol=0)
-  copy = params["hypernet"]["instruction_encoder"]
-  chex.assert_trees_all_close(copy["encoder"], source["backbone"]["encoder"], atol=0, rtol=0)
-  # The generator is freshly initialised (random, not loaded): same tree as a fresh init.
-  fresh = jax.eval_shape(model.init_generator, jax.random.PRNGKey(0))
-  generator = {k: v for k, v in params["hypernet"].items() if k != "instruction_encoder"}
-  chex.assert_trees_all_equal_shapes(generator, hint.unbox(fresh))
-  assert float(jnp.std(generator["pooling"]["query"])) > 0.1
-  wrong = hint.HintModel(hint_tiny.variant(t5=dataclasses.replace(hint_tiny.T5, d_ff=16)))
-  with pytest.raises(ValueError, match="d_ff"):
-    pretrained.init_from_hf(wrong, jax.random.PRNGKey(0), b, tmp_path)
 
 
 def test_config_validation():

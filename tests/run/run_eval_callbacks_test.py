@@ -1,6 +1,7 @@
 """Generation and rank-classification eval callbacks on a tiny random HINT model."""
 import collections
 
+import hint_jax_tasks  # noqa: F401  (registers the tasks read by name)
 import jax
 import numpy as np
 import pytest

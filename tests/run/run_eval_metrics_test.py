@@ -5,6 +5,7 @@ import json
 import pathlib
 import re
 
+import hint_jax_tasks  # noqa: F401  (registers the tasks read by name)
 import jax
 import numpy as np
 import pytest

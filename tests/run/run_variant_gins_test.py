@@ -7,6 +7,7 @@ import re
 import shlex
 
 import gin
+import hint_jax_tasks  # noqa: F401  (registers the tasks read by name)
 import pytest
 
 from hint_jax.data import features as F

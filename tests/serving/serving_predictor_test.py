@@ -1,13 +1,16 @@
 """Tests for the serving Predictor: caching, mixed-task batches, buckets, input validation."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax.evaluation import rank_classification as rc
+from hint_jax.data import features as F
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.parallel import partitioner
 from hint_jax.peft import spec
+from hint_jax.serving import batching
 from hint_jax.serving import predictor as predictor_lib
 
 BUCKETS = predictor_lib.Buckets(batch_sizes=(4,), input_lengths=(16,),
@@ -130,6 +133,18 @@ def test_concat_baseline_uses_template(make_model):
     pred.adapt(SHORT)
 
 
+def _reference_batch(vocab, instructions, inputs, targets, lengths):
+  """The model's own batch: one task-table row per distinct instruction, padded to `lengths`."""
+  table = list(dict.fromkeys(instructions))
+  pad = lambda texts, n: batching.pad(batching.tokenize(vocab, texts, n), n, len(inputs))
+  tgt = pad(targets, lengths[2])
+  return {F.HYPER_ENCODER_INPUT_TOKENS: pad(table, lengths[0]),
+          F.TASK_INDEX: np.asarray([table.index(i) for i in instructions], np.int32),
+          F.ENCODER_INPUT_TOKENS: pad(inputs, lengths[1]), F.DECODER_TARGET_TOKENS: tgt,
+          F.DECODER_INPUT_TOKENS: batching.shift_right(tgt),
+          F.DECODER_LOSS_WEIGHTS: (tgt > 0).astype(np.float32)}
+
+
 @pytest.mark.parametrize("max_target_len", [8, 128])
 def test_score_matches_model_score_fn(hint_model, predictor, max_target_len):
   """Predictor scores equal the model's own score of targets padded to `max_target_len`
@@ -139,9 +154,7 @@ def test_score_matches_model_score_fn(hint_model, predictor, max_target_len):
   targets = ["yes", "no no", "maybe", "x"]
   instructions = [SHORT, LONG, SHORT, ""]
   ours = predictor.score(instructions, INPUTS, targets, max_target_len=max_target_len)
-  batch = rc.hint_featurizer(vocab, rc.RankLengths(instruction=32, inputs=16,
-                                                   targets=max_target_len))(
-      list(zip(instructions, INPUTS, targets)), 4)
+  batch = _reference_batch(vocab, instructions, INPUTS, targets, (32, 16, max_target_len))
   assert batch["decoder_target_tokens"].shape[1] == max_target_len
   reference = np.asarray(jax.jit(model.score_fn)(params, batch))
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
@@ -187,3 +200,20 @@ def test_programs_are_traced_under_the_partitioners_rules(predictor):
   assert partitioner.count_sharding_constraints(plain.as_text()) == 0
   assert partitioner.count_sharding_constraints(served.as_text()) > 0
   assert predictor.partitioner.mesh.shape == {"data": 1, "model": 1}
+
+
+def test_concat_model_uses_its_recorded_template_unless_overridden(hint_model):
+  """A concatenation model's input text comes from its config (what the checkpoint records)."""
+  model, params, vocab = hint_model
+  concat = dataclasses.replace(model.config, peft=spec.PeftConfig(None, None), hypernet=None,
+                               fusion=False, concat_template="{instruction} | {input}")
+  concat_model = type(model)(concat)
+  assert concat.input_contract() == {
+      "converter": "concat", "concat_template": "{instruction} | {input}",
+      "features": ["encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens"]}
+  own = predictor_lib.Predictor(concat_model, params, vocab, buckets=BUCKETS)
+  assert own.concat_template == "{instruction} | {input}"
+  explicit = predictor_lib.Predictor(concat_model, params, vocab, buckets=BUCKETS,
+                                     concat_template="{input}")
+  assert explicit.concat_template == "{input}"
+  assert model.config.input_contract()["concat_template"] is None

@@ -1,11 +1,11 @@
 """Tests of the SeqIO registrations: names, idempotence, strings through SeqIO, pipelines."""
 import importlib
 
+import hint_jax_tasks as tasks
 import numpy as np
 import pytest
 import seqio
 
-import tasks
 from hint_jax.data import features as F
 from hint_jax.data import pipeline, rank_classification
 
@@ -83,7 +83,7 @@ def test_p3_and_pretraining_pipelines_produce_batches():
 
 
 def test_mixture_quotas_follow_rates():
-  from tasks import common  # pylint: disable=g-import-not-at-top
+  from hint_jax_tasks import common  # pylint: disable=g-import-not-at-top
   common.add_mixture("test_synthetic_3_to_1", [("synthetic_hint", 3.0), ("synthetic_concat", 1.0)])
   source = pipeline.load_source("test_synthetic_3_to_1", "heldout_task")
   assert source.task_names == ("synthetic_concat", "synthetic_hint")  # seqio sorts by name
