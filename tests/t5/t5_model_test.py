@@ -31,7 +31,7 @@ def batch():
 
 
 def test_config_validation_and_presets():
-  assert T5Config.preset("small").dims == spec.BackboneDims(512, 6, 64, 8, 8)
+  assert T5Config.preset("small").dims == spec.BackboneDims(512, 6, 64, 8, 8, d_ff=1024)
   assert T5Config.preset("xxl").d_ff == 10240
   tiny = T5Config.preset("tiny", dtype="bfloat16")
   assert tiny.compute_dtype == jnp.bfloat16 and tiny.d_model != tiny.num_heads * tiny.head_dim
