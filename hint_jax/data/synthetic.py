@@ -176,7 +176,7 @@ def demonstrations(task: SyntheticTask, seed: int = 0,
   return _demonstrations(task, seed)[:num_pos]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _demonstrations(task: SyntheticTask, seed: int) -> tuple[sni_reader.Example, ...]:
   rng = random.Random(f"{seed}/demonstrations/{task.name}")
   out, seen = [], set()
@@ -198,23 +198,31 @@ def format_example(task: SyntheticTask, paraphrase: str, items: Sequence, seed: 
   """(instruction, inputs) of one example of `task` in format `fmt` (module docstring)."""
   if fmt not in FORMATS:
     raise ValueError(f"unknown synthetic format {fmt!r}; available: {', '.join(FORMATS)}")
-  demos = demonstrations(task, seed, num_pos)
-  sni_task = sni_reader.SniTask(name=task.name, definition=paraphrase, positive_examples=demos,
-                                instances=(), category="synthetic", is_english=True)
+  hint_text, concat_text = _instructions(task, paraphrase, seed, num_pos)
+  items_text = _items_text(items)
   if fmt == "hint":
-    return sni_format.hint_instruction(sni_task, num_pos), INPUT_PREFIX + _items_text(items)
-  if num_pos == 0:
-    instruction, inputs = paraphrase, INPUT_PREFIX + _items_text(items)
-  else:
-    instruction = sni_format.instruction(sni_task, num_pos)
-    inputs = sni_format.instance_input(_items_text(items))
+    return hint_text, INPUT_PREFIX + items_text
+  inputs = (INPUT_PREFIX + items_text if num_pos == 0
+            else sni_format.instance_input(items_text))
   if fmt == "concat":
-    return "", concat_template(num_pos).format(instruction=instruction, input=inputs)
-  return instruction, inputs
+    return "", concat_template(num_pos).format(instruction=concat_text, input=inputs)
+  return concat_text, inputs
 
 
-def _train_inputs(seed: int, count: int | None) -> set[tuple[str, str]]:
-  return {(ex["task"], ex[features.INPUTS]) for ex in generate("train", seed, count)}
+@functools.lru_cache(maxsize=4096)
+def _instructions(task: SyntheticTask, paraphrase: str, seed: int,
+                  num_pos: int) -> tuple[str, str]:
+  """(HINT hypernetwork text, baseline's instruction part) of one paraphrase of `task`."""
+  sni_task = sni_reader.SniTask(name=task.name, definition=paraphrase,
+                                positive_examples=demonstrations(task, seed, num_pos),
+                                instances=(), category="synthetic", is_english=True)
+  concat = paraphrase if num_pos == 0 else sni_format.instruction(sni_task, num_pos)
+  return sni_format.hint_instruction(sni_task, num_pos), concat
+
+
+@functools.lru_cache(maxsize=8)
+def _train_inputs(seed: int, count: int | None) -> frozenset[tuple[str, str]]:
+  return frozenset((ex["task"], ex[features.INPUTS]) for ex in generate("train", seed, count))
 
 
 def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
@@ -240,7 +248,8 @@ def generate(split: str, seed: int = 0, examples_per_task: int | None = None,
   _check_split(split)
   format_example(all_tasks()[0], "", [], seed, num_pos, fmt)  # checks `num_pos` and `fmt` early
   count = examples_per_task or EXAMPLES_PER_TASK[split]
-  avoid = _train_inputs(seed, train_examples_per_task) if split == "validation" else set()
+  avoid = (_train_inputs(seed, train_examples_per_task) if split == "validation"
+           else frozenset())
   for task in tasks_for_split(split):
     rng = random.Random(f"{seed}/{split}/{task.name}")
     texts = _paraphrases_for(task, split)

@@ -14,11 +14,14 @@ class Point:
     flops_per_example: forward FLOPs per example (hypernetwork amortised).
     score: e.g. ROUGE-L x100.
     series: models sharing a series are joined by a line (e.g. "HINT", "concat").
+    low, high: optional range of the score (e.g. over seeds), drawn as an error bar.
   """
   label: str
   flops_per_example: float
   score: float
   series: str
+  low: float | None = None
+  high: float | None = None
 
 
 def plot_score_vs_flops(points: Sequence[Point], path: str, title: str = "",
@@ -43,7 +46,12 @@ def plot_score_vs_flops(points: Sequence[Point], path: str, title: str = "",
     pts = sorted((p for p in points if p.series == series), key=lambda p: p.flops_per_example)
     xs = [p.flops_per_example / scale for p in pts]
     all_xs += xs
-    ax.plot(xs, [p.score for p in pts], marker="o", label=series)
+    line, = ax.plot(xs, [p.score for p in pts], marker="o", label=series)
+    ranged = [(x, p) for x, p in zip(xs, pts) if p.low is not None and p.high is not None]
+    if ranged:
+      ax.errorbar([x for x, _ in ranged], [p.score for _, p in ranged],
+                  yerr=[[p.score - p.low for _, p in ranged], [p.high - p.score for _, p in ranged]],
+                  fmt="none", ecolor=line.get_color(), capsize=3, alpha=0.7)
     for p, x in zip(pts, xs):
       ax.annotate(p.label, (x, p.score), textcoords="offset points", xytext=(4, 4), fontsize=7)
   ax.set_xscale("log")

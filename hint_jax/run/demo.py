@@ -15,40 +15,44 @@ import time
 from collections.abc import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import tqdm
 from flax import traverse_util
 
 from hint_jax.data import features as F
-from hint_jax.data import pipeline, pretrain, sni_examples, sni_metrics, synthetic
+from hint_jax.data import pipeline, pretrain, sni_examples, synthetic
 from hint_jax.data import vocab as vocab_lib
-from hint_jax.evaluation import flops as flops_lib
-from hint_jax.evaluation import reliance
 from hint_jax.hypernet import config as hypernet_config
 from hint_jax.models import baseline
 from hint_jax.models import config as model_config
 from hint_jax.peft import spec
+from hint_jax.run.demo_eval import (  # noqa: F401  (the demo's API, used by tests and notebook)
+  BUCKETS,
+  TEMPLATES,
+  as_concat,
+  evaluate_all,
+  flops_per_example,
+  make_predictor,
+  other_instructions,
+  score,
+)
 from hint_jax.run.demo_report import (
   COLUMNS,
+  FORMATS,
   HELDOUT,
   MODELS,
   markdown_table,
   table_rows,
   write_report,
 )
-from hint_jax.serving import predictor as predictor_lib
 from hint_jax.t5 import config as t5_config
 from hint_jax.training import checkpoint, loop, optim
 from hint_jax.training import config as train_config
 
-# Concatenation-baseline input text (as the registered `synthetic_concat` / `sni_*_concat` tasks).
-TEMPLATES = {"synthetic": "{instruction} {input}", "sni": "{instruction}{input}"}
-# Token lengths (EOS included): synthetic examples fit; SNI and pretraining text are cut (counted).
-LENGTHS = {"hint": {F.INSTRUCTION: 32, F.INPUTS: 24, F.TARGETS: 12},
-           "concat": {F.INSTRUCTION: 32, F.INPUTS: 56, F.TARGETS: 12}}
-BUCKETS = {"hint": predictor_lib.Buckets((32,), (12, 24), (16, 32), max_decode_len=12),
-           "concat": predictor_lib.Buckets((32,), (32, 56), (32,), max_decode_len=12)}
+# Token lengths (EOS included): synthetic examples fit in both formats (Def+2Pos: HINT
+# instructions up to ~76 tokens, concat inputs up to ~96); SNI and pretraining text are cut (counted).
+LENGTHS = {"hint": {F.INSTRUCTION: 80, F.INPUTS: 24, F.TARGETS: 12},
+           "concat": {F.INSTRUCTION: 32, F.INPUTS: 96, F.TARGETS: 12}}
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,9 @@ class DemoConfig:
       models the same fresh backbone; "all" gives HINT every hyper-pretrained weight and the
       baseline the hyper-pretrained backbone; "none" starts both from scratch.
     sni_fraction: share of fine-tuning examples drawn from SNI train tasks (rest: synthetic).
+    pos_fraction: share of the synthetic training examples shown in Def+2Pos format (the
+      instruction followed by two worked examples of the task, `synthetic` "Formats"); the rest
+      are Def. Each model is trained once on both and evaluated in each format.
     synthetic_per_task: training examples generated per seen synthetic task (fresh inputs
       beat repeated epochs on this suite; validation inputs never occur among them).
     pretrain_texts, pretrain_chunk: texts sampled from the offline corpus; tokens per chunk.
@@ -86,6 +93,7 @@ class DemoConfig:
   finetune_steps: int = 1000
   init_from_pretraining: str = "hypernet"
   sni_fraction: float = 0.05
+  pos_fraction: float = 0.5
   synthetic_per_task: int = 3000
   pretrain_texts: int = 3000
   pretrain_chunk: int = 40
@@ -128,12 +136,6 @@ def tokenize(records: Sequence[Mapping[str, str]], vocab) -> tuple[dict, ...]:
                for i, r in enumerate(records))
 
 
-def as_concat(records: Sequence[Mapping[str, str]], kind: str) -> list[dict]:
-  """Concatenation-baseline records: the instruction moves into the input text."""
-  return [{**r, F.INSTRUCTION: "", F.INPUTS: TEMPLATES[kind].format(
-      instruction=r[F.INSTRUCTION], input=r[F.INPUTS])} for r in records]
-
-
 def pretrain_source(cfg: DemoConfig, vocab) -> pipeline.Source:
   """Hyper-pretraining chunks (instruction | inputs | targets) of sampled offline SNI/P3 text."""
   texts = list(pretrain.offline_corpus())
@@ -145,16 +147,29 @@ def pretrain_source(cfg: DemoConfig, vocab) -> pipeline.Source:
 
 
 def finetune_sources(cfg: DemoConfig, vocab) -> dict[str, pipeline.Source]:
-  """Synthetic train split + SNI train tasks (Def; none if `sni_fraction` is 0), both formats."""
-  syn = list(synthetic.generate("train", cfg.seed, cfg.synthetic_per_task))
+  """Synthetic train split, each example in Def or (a seeded `pos_fraction` of them) Def+2Pos
+  format, + SNI train tasks (Def; none if `sni_fraction` is 0), for both models."""
+  pick = np.random.default_rng(cfg.seed).random(
+      len(synthetic.tasks_for_split("train")) * cfg.synthetic_per_task) < cfg.pos_fraction
   sni = list(sni_examples.records("train", sni_examples.SniConfig())) if cfg.sni_fraction else []
-  quotas = (len(syn), round(len(syn) * cfg.sni_fraction / (1.0 - cfg.sni_fraction)))
-  names = ("synthetic_train", "sni_def_train")[:1 + bool(sni)]
-  out = {}
+  parts = {}
   for model in MODELS:
-    parts = [syn, sni] if model == "hint" else [as_concat(syn, "synthetic"), as_concat(sni, "sni")]
-    examples = tuple(tokenize(p, vocab) for p in parts[:len(names)])
-    out[model] = pipeline.Source(f"demo_{model}", names, examples, quotas[:len(names)])
+    fmt = "hint" if model == "hint" else "concat"
+    for name, num_pos in FORMATS.items():
+      recs = synthetic.generate("train", cfg.seed, cfg.synthetic_per_task, num_pos=num_pos,
+                                fmt=fmt)
+      parts.setdefault(model, {})[f"synthetic_{name}_train"] = [
+          r for r, p in zip(recs, pick) if p == bool(num_pos)]
+    if sni:
+      parts[model]["sni_def_train"] = sni if model == "hint" else as_concat(sni, "sni")
+  syn_total = sum(len(v) for k, v in parts["hint"].items() if k.startswith("synthetic"))
+  quota = {"sni_def_train": round(syn_total * cfg.sni_fraction / (1.0 - cfg.sni_fraction))}
+  out = {}
+  for model, named in parts.items():
+    names = tuple(k for k, v in named.items() if v)
+    out[model] = pipeline.Source(f"demo_{model}", names,
+                                 tuple(tokenize(named[k], vocab) for k in names),
+                                 tuple(quota.get(k, len(named[k])) for k in names))
   return out
 
 
@@ -204,22 +219,17 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
   return traverse_util.flatten_dict(params, sep="/"), time.perf_counter() - start
 
 
-def make_predictor(model_cfg: model_config.HintConfig, flat_params: Mapping[str, np.ndarray],
-                   kind: str = "synthetic") -> predictor_lib.Predictor:
-  """A serving `Predictor` (fresh TaskParams cache) for the demo's lengths and template."""
-  name = "hint" if model_cfg.uses_instruction else "concat"
-  params = jax.tree.map(jnp.asarray, traverse_util.unflatten_dict(dict(flat_params), sep="/"))
-  return predictor_lib.Predictor(baseline.build(model_cfg), params, vocab_lib.get_vocabulary(),
-                                 buckets=BUCKETS[name], concat_template=TEMPLATES[kind])
-
-
 # ---- evaluation ---------------------------------------------------------------------------------
 
-def eval_records(cfg: DemoConfig) -> dict[str, list[dict]]:
-  """Seen-task validation, both held-out splits (4x examples per held-out task), SNI test subset."""
+def eval_records(cfg: DemoConfig, num_pos: int = 0,
+                 fmt: str = "split") -> dict[str, list[dict]]:
+  """Seen-task validation, both held-out splits (4x examples per held-out task) in `synthetic`
+  format `fmt` with `num_pos` worked examples, and (Def only) the SNI test subset."""
   out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task * (1 + 3 * (s == HELDOUT[1])),
-                                    cfg.synthetic_per_task))
+                                    cfg.synthetic_per_task, num_pos=num_pos, fmt=fmt))
          for s in ("validation",) + HELDOUT}
+  if num_pos:
+    return out
   sni = list(sni_examples.records("test", sni_examples.SniConfig()))
   tasks = list(dict.fromkeys(r["task"] for r in sni))
   chosen = tasks[:: max(1, len(tasks) // cfg.sni_tasks)][:cfg.sni_tasks]
@@ -227,88 +237,12 @@ def eval_records(cfg: DemoConfig) -> dict[str, list[dict]]:
   return {**out, "sni_test": [r for t in chosen for r in by_task[t]]}
 
 
-def other_instructions(records: Sequence[Mapping[str, str]], seed: int) -> list[str]:
-  """Each record's instruction replaced by another task's (a seeded derangement of tasks)."""
-  first = {}
-  for r in records:
-    first.setdefault(r["task"], r[F.INSTRUCTION])
-  other = reliance.other_task_instructions(first, seed)
-  return [other[r["task"]] for r in records]
-
-
-def score(split: str, records: Sequence[Mapping], predictions: Sequence[str]) -> float:
-  """Exact match x100 (synthetic) or the official SNI ROUGE-L x100 (SNI)."""
-  if split == "sni_test":
-    return sni_metrics.compute_metrics(predictions, [r["references"] for r in records])["rougeL"]
-  return synthetic.exact_match([r[F.TARGETS] for r in records], predictions)["exact_match"]
-
-
-def evaluate(cfg: DemoConfig, model_cfg: model_config.HintConfig, flat: Mapping[str, np.ndarray],
-             records: Mapping[str, list[dict]], bar: tqdm.tqdm) -> dict:
-  """Scores with the true and another task's instruction on every eval split, plus throughput."""
-  out: dict = {"true": {}, "other": {}, "samples": {}}
-  for split, recs in records.items():
-    pred = make_predictor(model_cfg, flat, "sni" if split == "sni_test" else "synthetic")
-    inputs = [r[F.INPUTS] for r in recs]
-    texts = {"true": [r[F.INSTRUCTION] for r in recs], "other": other_instructions(recs, cfg.seed)}
-    for cond in ("true", "other"):
-      predictions = pred.generate(texts[cond], inputs)
-      out[cond][split] = score(split, recs, predictions)
-      picks = range(0, len(recs), max(1, len(recs) // 3))
-      out["samples"].setdefault(split, {})[cond] = [
-          (texts[cond][i], inputs[i], recs[i][F.TARGETS], predictions[i]) for i in picks][:3]
-      bar.update(1)
-  out["examples_per_s"] = throughput(model_cfg, flat, records["heldout_task"])
-  bar.update(1)
-  return out
-
-
-def throughput(model_cfg, flat, records: Sequence[Mapping]) -> float:
-  """Examples/s of greedy decoding, from a cold TaskParams cache (hypernet cost included)."""
-  pred = make_predictor(model_cfg, flat)
-  texts, inputs = [r[F.INSTRUCTION] for r in records], [r[F.INPUTS] for r in records]
-  pred.generate(texts[:1], inputs[:1])  # compile (the compiled step is shared per config)
-  pred = make_predictor(model_cfg, flat)
-  start = time.perf_counter()
-  pred.generate(texts, inputs)
-  return len(records) / (time.perf_counter() - start)
-
-
-def flops_per_example(cfgs: Mapping[str, model_config.HintConfig],
-                      records: Sequence[Mapping[str, str]], vocab, kind: str = "synthetic"
-                      ) -> dict[str, float]:
-  """Analytic forward FLOPs per example on `records`; HINT's hypernetwork is amortised over the
-  examples sharing an instruction, the baseline re-reads the instruction with every example."""
-  def mean_len(texts):
-    return max(1, round(float(np.mean([len(t) + 1 for t in vocab.encode_batch(list(texts))]))))
-  concat = as_concat(records, kind)
-  lengths = flops_lib.Lengths(instruction=mean_len(r[F.INSTRUCTION] for r in records),
-                              inputs=mean_len(r[F.INPUTS] for r in records),
-                              targets=mean_len(r[F.TARGETS] for r in records),
-                              concat_inputs=mean_len(r[F.INPUTS] for r in concat))
-  per_instruction = len(records) / len({r[F.INSTRUCTION] for r in records})
-  hint = cfgs["hint"]
-  return {"hint": flops_lib.hint_flops(hint.t5, hint.peft, hint.hypernet, lengths,
-                                       hint.fusion).per_example(per_instruction),
-          "concat": flops_lib.concat_flops(cfgs["concat"].t5, lengths).per_example(1)}
-
-
 # ---- driver -------------------------------------------------------------------------------------
 
-def evaluate_all(cfg: DemoConfig, cfgs, flat, records, vocab) -> dict:
-  """Both models on every eval split, with FLOPs and the instruction gain."""
-  flops = {k: flops_per_example(cfgs, records[split], vocab, k)
-           for k, split in (("synthetic", "heldout_task"), ("sni", "sni_test"))}
-  out = {}
-  with tqdm.tqdm(total=len(MODELS) * (2 * len(records) + 1), desc="eval",
-                 dynamic_ncols=True) as bar:
-    for model in MODELS:
-      r = evaluate(cfg, cfgs[model], flat[model], records, bar)
-      gains = [r["true"][s] - r["other"][s] for s in HELDOUT]
-      out[model] = {**r, "flops": {k: v[model] for k, v in flops.items()},
-                    "heldout_em": float(np.mean([r["true"][s] for s in HELDOUT])),
-                    "instruction_gain": float(np.mean(gains))}
-  return out
+def all_eval_records(cfg: DemoConfig) -> dict[str, dict[str, dict[str, list[dict]]]]:
+  """{model: {format: {split: records}}}: every format (`FORMATS`) as the model reads it."""
+  return {model: {name: eval_records(cfg, k, "hint" if model == "hint" else "split")
+                  for name, k in FORMATS.items()} for model in MODELS}
 
 
 def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
@@ -318,7 +252,7 @@ def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
   vocab, cfgs, timings = vocab_lib.get_vocabulary(), model_configs(cfg), {}
   header("1/6 data: offline SNI/P3 text, synthetic suite, SNI train tasks", start)
   pre_source, sources = pretrain_source(cfg, vocab), finetune_sources(cfg, vocab)
-  records = eval_records(cfg)
+  records = all_eval_records(cfg)
   timings["data"] = time.perf_counter() - start
   print(f"pretraining chunks: {pre_source.epoch_size}; fine-tuning examples per epoch: "
         f"{dict(zip(sources['hint'].task_names, sources['hint'].quotas))}", flush=True)
@@ -340,7 +274,7 @@ def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
   header("5/6 zero-shot evaluation (true vs another task's instruction)", start)
   t0 = time.perf_counter()
   results = {"preset": preset, "config": dataclasses.asdict(cfg),
-             "models": evaluate_all(cfg, cfgs, flat, records, vocab)}
+             "models": evaluate_all(cfg.seed, cfgs, flat, records, vocab)}
   timings["evaluate"] = time.perf_counter() - t0
   header("6/6 report", start)
   timings["total"] = time.perf_counter() - start

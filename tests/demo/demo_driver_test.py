@@ -3,6 +3,7 @@ import dataclasses
 import json
 
 import hint_jax_tasks  # noqa: F401  (registers synthetic_concat)
+import numpy as np
 import pytest
 
 from hint_jax.data import features as F
@@ -84,26 +85,109 @@ def test_flops_hint_cheaper_for_long_shared_instructions():
   assert one["concat"] == pytest.approx(flops["concat"], rel=0.05)
 
 
+def test_finetune_sources_mix_def_and_def2pos_and_fit_the_lengths():
+  cfg = dataclasses.replace(MICRO, synthetic_per_task=40, sni_fraction=0.0)
+  vocab = vocab_lib.get_vocabulary()
+  sources = demo.finetune_sources(cfg, vocab)
+  for model, source in sources.items():
+    assert source.task_names == ("synthetic_def_train", "synthetic_def_2pos_train")
+    total = sum(source.quotas)
+    assert total == len(synthetic.tasks_for_split("train")) * cfg.synthetic_per_task
+    assert 0.4 < source.quotas[1] / total < 0.6  # pos_fraction 0.5
+    for examples in source.examples:
+      for ex in examples:  # nothing is cut: every synthetic example fits the demo's lengths
+        for name in (F.INSTRUCTION, F.INPUTS, F.TARGETS):
+          assert len(ex[name]) <= demo.LENGTHS[model][name]
+  def text(ex, name):
+    return vocab.decode(ex[name][:-1].tolist())
+  hint_def2pos, concat_def2pos = sources["hint"].examples[1], sources["concat"].examples[1]
+  assert all(text(ex, F.INSTRUCTION).startswith("Positive Example 2 -") for ex in hint_def2pos)
+  assert all(len(ex[F.INSTRUCTION]) == 1 and text(ex, F.INPUTS).startswith("Definition: ")
+             for ex in concat_def2pos)
+  assert all(len(ex[F.INSTRUCTION]) < 16 for ex in sources["hint"].examples[0])  # Def
+  # the same examples, split between the formats in the same way for both models
+  assert [text(ex, F.TARGETS) for ex in hint_def2pos] == [
+      text(ex, F.TARGETS) for ex in concat_def2pos]
+  none = demo.finetune_sources(dataclasses.replace(cfg, pos_fraction=0.0), vocab)
+  assert none["hint"].task_names == ("synthetic_def_train",)
+
+
+def test_eval_records_per_model_and_format_give_the_registered_texts():
+  records = demo.all_eval_records(MICRO)
+  assert set(records) == set(demo.MODELS)
+  assert all(set(v) == set(demo.FORMATS) for v in records.values())
+  assert "sni_test" in records["hint"]["def"] and "sni_test" not in records["hint"]["def_2pos"]
+  for name, num_pos in demo.FORMATS.items():
+    for split in demo.HELDOUT:
+      hint, split_recs = records["hint"][name][split], records["concat"][name][split]
+      per_task = len(hint) // len(synthetic.tasks_for_split(split))
+      want = {fmt: list(synthetic.generate(split, MICRO.seed, per_task, num_pos=num_pos,
+                                           fmt=fmt)) for fmt in ("hint", "concat")}
+      assert hint == want["hint"]
+      concat = demo.as_concat(split_recs, "synthetic", synthetic.concat_template(num_pos))
+      assert [r[F.INPUTS] for r in concat] == [r[F.INPUTS] for r in want["concat"]]
+
+
+def test_flops_def2pos_costs_hint_less_extra_than_concat():
+  cfgs = demo.model_configs(demo.PRESETS["demo"])
+  vocab = vocab_lib.get_vocabulary()
+  flops = {}
+  for name, k in demo.FORMATS.items():
+    hint = list(synthetic.generate("heldout_task", 0, 40, num_pos=k))
+    concat = list(synthetic.generate("heldout_task", 0, 40, num_pos=k, fmt="concat"))
+    flops[name] = demo.flops_per_example(cfgs, hint, vocab, concat_records=concat)
+  extra = {m: flops["def_2pos"][m] - flops["def"][m] for m in demo.MODELS}
+  assert 0 < extra["hint"] < extra["concat"]
+  assert flops["def_2pos"]["hint"] < flops["def_2pos"]["concat"]
+
+
 @pytest.mark.slow
 def test_micro_demo_end_to_end(tmp_path, capsys):
   results = demo.run(MICRO, str(tmp_path), "micro")
   printed = capsys.readouterr().out
   for phase in range(1, 7):
     assert f"=== {phase}/6 " in printed
-  assert "| hint |" in printed and "| concat |" in printed
+  for model in demo.MODELS:
+    for label in ("Def", "Def+2Pos"):
+      assert f"| {model} | {label} |" in printed
   for name in ("report.md", "results.json"):
     assert (tmp_path / name).stat().st_size > 0
   assert (tmp_path / "score_vs_flops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   saved = json.loads((tmp_path / "results.json").read_text())
   assert set(saved["models"]) == set(demo.MODELS)
-  assert saved["models"]["hint"]["true"] == results["models"]["hint"]["true"]
+  assert saved["models"]["hint"]["def"]["true"] == results["models"]["hint"]["def"]["true"]
   for model in demo.MODELS:
-    r = saved["models"][model]
-    assert set(r["true"]) == set(demo_report.SPLITS) == set(r["other"])
-    assert all(0.0 <= v <= 100.0 for c in ("true", "other") for v in r[c].values())
-    assert r["examples_per_s"] > 0 and min(r["flops"].values()) > 0
-    assert r["instruction_gain"] == pytest.approx(
-        sum(r["true"][s] - r["other"][s] for s in demo.HELDOUT) / 2)
+    assert set(saved["models"][model]) == set(demo.FORMATS)
+    for fmt, r in saved["models"][model].items():
+      splits = set(demo_report.SPLITS) - ({"sni_test"} if fmt == "def_2pos" else set())
+      assert set(r["true"]) == splits == set(r["other"])
+      assert all(0.0 <= v <= 100.0 for c in ("true", "other") for v in r[c].values())
+      assert r["examples_per_s"] > 0 and min(r["flops"].values()) > 0
+      assert r["instruction_gain"] == pytest.approx(
+          sum(r["true"][s] - r["other"][s] for s in demo.HELDOUT) / 2)
+    # the worked examples cost the baseline more FLOPs per example than HINT
+  flops = {m: {f: saved["models"][m][f]["flops"]["synthetic"] for f in demo.FORMATS}
+           for m in demo.MODELS}
+  assert (flops["hint"]["def_2pos"] - flops["hint"]["def"]
+          < flops["concat"]["def_2pos"] - flops["concat"]["def"])
   report = (tmp_path / "report.md").read_text()
   assert "## Instruction-reliance controls" in report and "score_vs_flops.png" in report
   assert saved["config"]["finetune_steps"] == MICRO.finetune_steps
+
+
+def test_same_seed_trains_bitwise_equal_weights(tmp_path):
+  """The demo's numbers reproduce: two HINT fine-tunings with one seed (data order, init,
+  dropout) give bitwise equal weights on the same machine; another seed does not."""
+  cfg = dataclasses.replace(MICRO, synthetic_per_task=8, sni_fraction=0.0)
+  vocab = vocab_lib.get_vocabulary()
+  model_cfg = demo.model_configs(cfg)["hint"]
+
+  def fit(seed, name):
+    c = dataclasses.replace(cfg, seed=seed)
+    return demo.train(c, model_cfg, demo.finetune_sources(c, vocab)["hint"], "hint", 3, 8,
+                      str(tmp_path / name))[0]
+
+  first, again, other = fit(0, "a"), fit(0, "b"), fit(1, "c")
+  assert first.keys() == again.keys() == other.keys()
+  assert all(np.array_equal(first[k], again[k]) for k in first)
+  assert not all(np.array_equal(first[k], other[k]) for k in first)

@@ -37,3 +37,20 @@ def test_narrow_sub_gflop_range_is_labelled_by_its_points(tmp_path, monkeypatch)
                             str(tmp_path / "p.png"))
   assert seen["labels"] == ["6.39", "7.44"]
   assert seen["xlabel"].startswith("MFLOPs per example")
+
+
+def test_ranges_are_drawn_as_error_bars(tmp_path, monkeypatch):
+  """Points with a range (e.g. over seeds) get an error bar from low to high."""
+  from matplotlib import axes  # pylint: disable=g-import-not-at-top
+  calls = []
+  errorbar = axes.Axes.errorbar
+
+  def spy(ax, x, y, *args, **kwargs):
+    calls.append((list(x), list(y), [list(v) for v in kwargs["yerr"]]))
+    return errorbar(ax, x, y, *args, **kwargs)
+
+  monkeypatch.setattr(axes.Axes, "errorbar", spy)
+  plots.plot_score_vs_flops([plots.Point("s", 6e6, 30.0, "hint", low=20.0, high=35.0),
+                             plots.Point("m", 9e6, 40.0, "hint"),
+                             plots.Point("s", 7e6, 25.0, "concat")], str(tmp_path / "p.png"))
+  assert calls == [([6.0], [30.0], [[10.0], [5.0]])]
