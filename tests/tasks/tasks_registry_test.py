@@ -93,3 +93,20 @@ def test_mixture_quotas_follow_rates():
   assert {"sni_p3_hint", "sni_p3_concat"} <= set(seqio.MixtureRegistry.names())
   with pytest.raises(ValueError, match="unknown task or mixture 'nope'; available: .*sni_p3_hint"):
     pipeline.load_source("nope", "train")
+
+
+def test_readme_table_names_every_registered_task_and_mixture():
+  """tasks/README.md's table and mixture line name exactly the registered tasks and mixtures
+  (`{k}` stands for the number of shots)."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  text = (pathlib.Path(tasks.__file__).parent / "README.md").read_text()
+  cells = [line.split("|")[1] for line in text.splitlines()
+           if line.startswith("| `")]
+  mixtures = re.search(r"^Mixtures: (.*)$", text, re.MULTILINE).group(1)
+  documented = re.findall(r"`([a-z0-9_{}]+)`", " ".join(cells) + " " + mixtures)
+  patterns = {d: re.compile(re.escape(d).replace(r"\{k\}", r"\d+")) for d in documented}
+  registered = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  undocumented = sorted(n for n in registered if not any(p.fullmatch(n) for p in patterns.values()))
+  stale = sorted(d for d, p in patterns.items() if not any(p.fullmatch(n) for n in registered))
+  assert not undocumented and not stale, (undocumented, stale)
