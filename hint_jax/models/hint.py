@@ -236,8 +236,10 @@ class HintModel:
     example = self.per_example(encoding, task_index_B, task_groups)
     rows = {x.shape[0] for x in jax.tree.leaves(example)}
     if rows - {encoder_input_tokens_BL.shape[0]}:
-      raise ValueError(f"task encoding has {rows} rows for {encoder_input_tokens_BL.shape[0]} "
-                       f"examples; pass '{features.TASK_INDEX}' to map examples to task rows")
+      raise ValueError(f"task encoding has {max(rows)} task row(s) for "
+                       f"{encoder_input_tokens_BL.shape[0]} examples; pass "
+                       f"'{features.TASK_INDEX}' to map examples to task rows (zeros: every "
+                       "example reads task row 0)")
     if example.memory is not None:
       example = example._replace(task_params=_with_memory(example.task_params, example.memory,
                                                            example.mask))

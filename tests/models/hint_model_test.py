@@ -150,7 +150,7 @@ def test_table_without_task_index_must_have_one_row_per_example(hint_model):
   model, params = hint_model
   b = hint_tiny.batch()  # 2 task rows for 4 examples
   b.pop(F.TASK_INDEX)
-  with pytest.raises(ValueError, match="task_index"):
+  with pytest.raises(ValueError, match=r"2 task row\(s\) for 4 examples; pass 'task_index'"):
     jax.eval_shape(model.forward, params, b)
 
 
