@@ -12,7 +12,7 @@ from flax import traverse_util
 from hint_jax.data import pipeline, streaming
 from hint_jax.models import config as model_config
 from hint_jax.models import hint
-from hint_jax.training import batches, checkpoint
+from hint_jax.training import batches, checkpoint, partial_restore
 from hint_jax.training import signature as signature_lib
 
 INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
@@ -122,7 +122,7 @@ def pretrained_params(hf_t5_dir: str | None, checkpoint_dir: str | None,
   if checkpoint_dir:
     directory = checkpoints_dir(checkpoint_dir)
     step = checkpoint.latest_step(directory)
-    out = checkpoint.load_params(directory, step)
+    out = partial_restore.CheckpointParams(directory, step)  # read into shardings at init
     source = f"checkpoint {directory} step {step}"
   elif hf_t5_dir:
     from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors readers

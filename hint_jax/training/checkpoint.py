@@ -1,7 +1,6 @@
 """Orbax checkpoints of the TrainState: periodic async atomic saves, keep-N, checked restores."""
 import dataclasses
 import errno
-import itertools
 import logging
 import os
 import re
@@ -244,14 +243,13 @@ class PretrainedParams(dict):
     self.step = int(step)
 
 
-def load_params(directory: epath.PathLike, step: int | None = None) -> PretrainedParams:
-  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint.
+def read_params_metadata(directory: epath.PathLike, step: int) -> dict:
+  """The array metadata {"trainable": ..., "frozen": ...} of a trainer checkpoint's params.
 
   Raises:
-    CorruptCheckpointError: the step's array metadata or arrays cannot be read (one line).
+    CorruptCheckpointError: the step's array metadata cannot be read (one line).
     ValueError: the step holds no trainable/frozen params (not a hint_jax trainer checkpoint).
   """
-  step = latest_step(directory) if step is None else step
   where = f"{directory}/{step}"
   mgr = _reader(directory)  # closed on every path (an open one prints event-loop tracebacks)
   try:
@@ -259,22 +257,48 @@ def load_params(directory: epath.PathLike, step: int | None = None) -> Pretraine
       tree = mgr.item_metadata(step)["state"]
     except Exception as e:  # a missing or garbled step directory
       raise _unreadable(where, e) from e
-    if not tree:
-      raise CorruptCheckpointError(f"checkpoint {where} is unreadable: no array metadata "
-                                   "(state/_METADATA missing or empty)")
-    missing = [k for k in ("trainable", "frozen") if k not in tree]
-    if missing:
-      raise ValueError(f"checkpoint {where} has no {' or '.join(missing)} params; "
-                       "it was not written by the hint_jax trainer")
-    wanted = {k: tree[k] for k in ("trainable", "frozen")}
-    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
-    try:
-      out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-          item=wanted, restore_args=args, partial_restore=True)))["state"]
-    except Exception as e:  # truncated or damaged array files
-      raise _unreadable(where, e) from e
   finally:
     mgr.close()
+  if not tree:
+    raise CorruptCheckpointError(f"checkpoint {where} is unreadable: no array metadata "
+                                 "(state/_METADATA missing or empty)")
+  missing = [k for k in ("trainable", "frozen") if k not in tree]
+  if missing:
+    raise ValueError(f"checkpoint {where} has no {' or '.join(missing)} params; "
+                     "it was not written by the hint_jax trainer")
+  return {k: tree[k] for k in ("trainable", "frozen")}
+
+
+def restore_state_items(directory: epath.PathLike, step: int, item: Mapping,
+                        restore_args: Mapping) -> dict:
+  """Part of a step's state (`item`: a sub-tree of its metadata) read with `restore_args`
+  (host numpy or `ArrayRestoreArgs` with target shardings: each process reads its shards).
+
+  Raises:
+    CorruptCheckpointError: truncated or damaged array files (one line).
+  """
+  mgr = _reader(directory)
+  try:
+    return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=True)))["state"]
+  except Exception as e:  # truncated or damaged array files
+    raise _unreadable(f"{directory}/{step}", e) from e
+  finally:
+    mgr.close()
+
+
+def load_params(directory: epath.PathLike, step: int | None = None) -> PretrainedParams:
+  """Flat {path: host array} of the params (trainable and frozen) of another run's checkpoint
+  (serving, tests; the trainer reads into sharded targets through `partial_restore`).
+
+  Raises:
+    CorruptCheckpointError: the step's array metadata or arrays cannot be read (one line).
+    ValueError: the step holds no trainable/frozen params (not a hint_jax trainer checkpoint).
+  """
+  step = latest_step(directory) if step is None else step
+  wanted = read_params_metadata(directory, step)
+  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+  out = restore_state_items(directory, step, wanted, args)
   flat = dict(traverse_util.flatten_dict(out["trainable"], sep="/"))
   flat.update(traverse_util.flatten_dict(out["frozen"], sep="/"))
   return PretrainedParams(flat, directory, step)
@@ -322,69 +346,3 @@ def load_opt_state(directory: epath.PathLike, step: int, target: Any) -> tuple[A
   finally:
     mgr.close()
   return out["opt_state"], ""
-
-
-_SCANNED = re.compile(r"(^|/)layers(/|$)")
-_UNROLLED = re.compile(r"(^|/)layers_(\d+)(/|$)")
-
-
-def _in_layer_layout(source: Mapping[str, Any], wanted: list[str]) -> Mapping[str, Any]:
-  """`source` plus the `wanted` paths that it holds in the other layer layout (`T5Config.
-  scan_layers`): a scanned `.../layers/...` [N, ...] leaf stacked from `layers_0..N-1`, or an
-  unrolled `.../layers_i/...` leaf sliced from the stacked one. So a Hugging Face import or an
-  unrolled run initialises a scanned model and vice versa."""
-  extra = {}
-  for key in wanted:
-    if _SCANNED.search(key):
-      parts = [_SCANNED.sub(lambda m, i=i: f"{m[1]}layers_{i}{m[2]}", key, count=1)
-               for i in range(len(source))]
-      parts = list(itertools.takewhile(lambda k: k in source, parts))
-      if parts:
-        extra[key] = np.stack([np.asarray(source[k]) for k in parts])
-    elif (m := _UNROLLED.search(key)) is not None:
-      stacked = _UNROLLED.sub(lambda m: f"{m[1]}layers{m[3]}", key, count=1)
-      if stacked in source and int(m[2]) < np.shape(source[stacked])[0]:
-        extra[key] = np.asarray(source[stacked])[int(m[2])]
-  return {**source, **extra} if extra else source
-
-
-def restore_matching(params: types.PyTree, source: Mapping[str, Any],
-                     patterns: tuple[str, ...]) -> tuple[types.PyTree, list[str]]:
-  """Replaces every leaf of `params` whose path fully matches a pattern by `source[path]`.
-
-  Model-agnostic partial restore: e.g. patterns=('backbone/.*',) takes the backbone from a
-  pretrained checkpoint and leaves the hypernetwork freshly initialised. Each replacement keeps
-  the target's dtype and sharding.
-
-  Args:
-    params: nested dict of (sharded) arrays, or of ShapeDtypeStructs carrying shardings.
-    source: flat {path: array} (paths joined with '/').
-    patterns: path regexes selecting what to restore.
-
-  Returns:
-    The new params and the sorted list of restored paths.
-
-  Raises:
-    ValueError: a selected path is missing from `source` or has another shape, or nothing
-      was selected.
-  """
-  flat = traverse_util.flatten_dict(params, sep="/")
-  chosen = sorted(k for k in flat if any(re.fullmatch(p, k) for p in patterns))
-  if not chosen:
-    raise ValueError(f"no parameter path matches {patterns}; paths look like {next(iter(flat))}")
-  source = _in_layer_layout(source, [k for k in chosen if k not in source])
-  missing = [k for k in chosen if k not in source]
-  if missing:
-    raise ValueError(f"{len(missing)} selected params are not in the source, e.g. {missing[:3]}")
-  bad = [f"{k}: {np.shape(source[k])} vs {flat[k].shape}" for k in chosen
-         if tuple(np.shape(source[k])) != tuple(flat[k].shape)]
-  if bad:
-    raise ValueError(f"shape mismatch in partial restore: {bad[:3]}")
-  out = dict(flat)
-  for k in chosen:
-    target = flat[k]
-    value = np.asarray(source[k], dtype=target.dtype)
-    sharding = getattr(target, "sharding", None)
-    out[k] = (jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
-              if sharding is not None else jax.numpy.asarray(value))
-  return traverse_util.unflatten_dict(out, sep="/"), chosen

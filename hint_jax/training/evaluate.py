@@ -12,7 +12,7 @@ from hint_jax import types
 from hint_jax.models import interface
 from hint_jax.parallel import partitioner, sharding
 from hint_jax.training import batches as batches_lib
-from hint_jax.training import checkpoint
+from hint_jax.training import checkpoint, partial_restore
 from hint_jax.training import step as step_lib
 
 HostBatch = Mapping[str, np.ndarray]
@@ -97,8 +97,8 @@ def restore_params(model: interface.Model, mesh: Mesh, rules: sharding.Rules,
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         nn.unbox(boxed), sharding.logical_shardings(boxed, mesh, rules))
   try:
-    params, _ = checkpoint.restore_matching(target, checkpoint.load_params(directory, step),
-                                            (".*",))
+    params, _ = partial_restore.restore_matching(
+        target, partial_restore.CheckpointParams(directory, step), (".*",))
   except ValueError as e:
     raise ValueError(f"checkpoint {directory}/{step} does not fit this model: {e}") from e
   return params, step

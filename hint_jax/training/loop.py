@@ -19,7 +19,7 @@ from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.parallel import partitioner as partitioner_lib
 from hint_jax.parallel import sharding
 from hint_jax.training import batches as batches_lib
-from hint_jax.training import checkpoint, evaluate, optim, preemption
+from hint_jax.training import checkpoint, evaluate, optim, partial_restore, preemption
 from hint_jax.training import config as config_lib
 from hint_jax.training import metrics as metrics_lib
 from hint_jax.training import state as state_lib
@@ -106,7 +106,8 @@ def _fresh_state(cfg, model, setup: Setup, example: HostBatch,
 
   state = setup.partitioner.jit(init_fn, out_shardings=setup.shardings)()
   if pretrained is not None:
-    params, chosen = checkpoint.restore_matching(state.params(), pretrained, cfg.init_patterns)
+    params, chosen = partial_restore.restore_matching(state.params(), pretrained,
+                                                     cfg.init_patterns)
     trainable, frozen = state_lib.split_params(cfg.optim, params)
     state = state.replace(trainable=trainable, frozen=frozen)
     opt_state, why = _pretrained_opt_state(cfg, setup, state, pretrained, chosen)
@@ -132,7 +133,7 @@ def _pretrained_opt_state(cfg, setup: Setup, state: state_lib.TrainState,
   """
   if not cfg.init_optimizer_state:
     return None, "TrainConfig.init_optimizer_state is off"
-  if not isinstance(pretrained, checkpoint.PretrainedParams):
+  if not isinstance(pretrained, (checkpoint.PretrainedParams, partial_restore.CheckpointParams)):
     return None, "the initial parameters carry no optimizer state (e.g. Hugging Face weights)"
   trainable = list(traverse_util.flatten_dict(state.trainable, sep="/"))
   taken = set(chosen)

@@ -104,17 +104,17 @@ def test_hf_weights_and_unrolled_checkpoints_initialise_a_scanned_model(unrolled
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
 
   from hint_jax.t5 import hf  # pylint: disable=import-outside-toplevel
-  from hint_jax.training import checkpoint  # pylint: disable=import-outside-toplevel
+  from hint_jax.training import partial_restore  # pylint: disable=import-outside-toplevel
   _, params = unrolled
   stacked = t5_model.scanned(params)
   source = traverse_util.flatten_dict(params, sep="/")
   target = jax.tree.map(jnp.zeros_like, stacked)
-  got, chosen = checkpoint.restore_matching(target, source, ("backbone/.*",))
+  got, chosen = partial_restore.restore_matching(target, source, ("backbone/.*",))
   chex.assert_trees_all_equal(got["backbone"], stacked["backbone"])
   assert "backbone/encoder/layers/mlp/wo/kernel" in chosen
-  back, _ = checkpoint.restore_matching(jax.tree.map(jnp.zeros_like, params),
-                                        traverse_util.flatten_dict(stacked, sep="/"),
-                                        ("backbone/.*",))
+  back, _ = partial_restore.restore_matching(jax.tree.map(jnp.zeros_like, params),
+                                             traverse_util.flatten_dict(stacked, sep="/"),
+                                             ("backbone/.*",))
   chex.assert_trees_all_equal(back["backbone"], params["backbone"])
   hf.save_hf_t5(HINT.t5, params["backbone"], tmp_path / "unrolled")
   hf.save_hf_t5(SCANNED.t5, stacked["backbone"], tmp_path / "scanned")

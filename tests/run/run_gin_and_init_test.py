@@ -14,8 +14,8 @@ from hint_jax.peft import spec
 from hint_jax.run import assemble, gin_utils
 from hint_jax.t5 import config as t5_config
 from hint_jax.t5 import hf
-from hint_jax.training import checkpoint, loop, optim
 from hint_jax.training import config as train_config
+from hint_jax.training import loop, optim, partial_restore
 
 GIN = pathlib.Path(gin_utils.DEFAULT_SEARCH_PATH)
 TRAIN_RUNS = [("runs/tiny_model.gin", run) for run in
@@ -68,7 +68,7 @@ def test_backbone_from_hf_t5_directory_and_fresh_hypernet(tmp_path):
   hf.save_hf_t5(t5, traverse_util.unflatten_dict(
       {k[len("backbone/"):]: v for k, v in donor.items()}, sep="/"), tmp_path / "hf")
   pretrained = assemble.pretrained_params(str(tmp_path / "hf"), None)
-  restored, paths = checkpoint.restore_matching(fresh, pretrained, tcfg.init_patterns)
+  restored, paths = partial_restore.restore_matching(fresh, pretrained, tcfg.init_patterns)
   assert paths == sorted(donor) and any(k.startswith("hypernet/") for k in want)
   got = traverse_util.flatten_dict(jax.device_get(restored), sep="/")
   for k, v in got.items():

@@ -10,7 +10,7 @@ import training_toy_model as toy_model
 from flax import traverse_util
 
 from hint_jax.data import features as F
-from hint_jax.training import checkpoint, loop, optim
+from hint_jax.training import checkpoint, loop, optim, partial_restore
 from hint_jax.training import config as config_lib
 
 
@@ -75,8 +75,8 @@ def test_partial_restore_takes_backbone_and_keeps_fresh_hypernet(tmp_path):
     np.testing.assert_array_equal(got[k], want_bb[k] if k.startswith("backbone/")
                                   else want_hn[k], err_msg=k)
   with pytest.raises(ValueError, match="not in the source"):
-    checkpoint.restore_matching(restored.params(), {"backbone/wi": source["backbone/wi"]},
-                                ("backbone/.*",))
+    partial_restore.restore_matching(restored.params(), {"backbone/wi": source["backbone/wi"]},
+                                     ("backbone/.*",))
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path):
@@ -168,3 +168,33 @@ def test_resume_with_another_batch_size_continues_at_the_same_example(tmp_path):
   starts = []  # saved at step 6: 64 + 2 x 32 = 128 examples, data step 2 at batch 64
   loop.train(_cfg(tmp_path, 7), toy_model.ToyModel(), _recording_source(starts, 64))
   assert starts == [6, 2]
+
+
+def test_checkpoint_params_read_straight_into_sharded_targets(tmp_path, monkeypatch):
+  """Initialising from another run reads each array into its target sharding through orbax
+  (no whole-array host copy per leaf: `CheckpointParams.__getitem__` is never used) and gives
+  the values of a host-array restore."""
+  loop.train(_cfg(tmp_path / "donor", 2), toy_model.ToyModel(), toy_model.source())
+  directory = tmp_path / "donor" / "checkpoints"
+  eager = checkpoint.load_params(directory)
+  lazy = partial_restore.CheckpointParams(directory)
+  assert (lazy.directory, lazy.step) == (str(directory), 2) and set(lazy) == set(eager)
+  assert all(lazy.shape(k) == eager[k].shape for k in eager)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
+  spec = {2: jax.sharding.PartitionSpec("data", "model"), 1: jax.sharding.PartitionSpec("model")}
+  targets = traverse_util.unflatten_dict({
+      k: jax.ShapeDtypeStruct(v.shape, jnp.bfloat16, sharding=jax.sharding.NamedSharding(
+          mesh, spec.get(v.ndim, jax.sharding.PartitionSpec())))
+      for k, v in eager.items()}, sep="/")
+
+  def no_host_read(self, path):
+    raise AssertionError(f"{path} read to the host")
+
+  monkeypatch.setattr(partial_restore.CheckpointParams, "__getitem__", no_host_read)
+  got, chosen = partial_restore.restore_matching(targets, lazy, (".*",))
+  assert chosen == sorted(eager)
+  for k, v in traverse_util.flatten_dict(got, sep="/").items():
+    want = traverse_util.flatten_dict(targets, sep="/")[k]
+    assert v.dtype == jnp.bfloat16 and v.sharding == want.sharding, k
+    np.testing.assert_array_equal(np.asarray(v), eager[k].astype(jnp.bfloat16), err_msg=k)
+  assert any(not v.sharding.is_fully_replicated for v in jax.tree.leaves(got))
