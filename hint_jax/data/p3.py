@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from etils import epath
 
 from hint_jax.data import features as F
-from hint_jax.data import paths, t0_tasks
+from hint_jax.data import paths, schema, t0_tasks
 
 MASK = "[MASK]"
 T0_MIXING_CAP = t0_tasks.MAX_EXAMPLES_PER_DATASET  # T0: each dataset capped at 500k examples
@@ -146,20 +146,6 @@ class P3Config:
 _STRING_FIELDS = (("inputs", True), ("targets", True), ("template", False))
 
 
-def _kind(value) -> str:
-  return "null" if value is None else type(value).__name__
-
-
-def _checked_str(value: str, where: str, key: str) -> str:
-  """`value` if it encodes as UTF-8 (json.loads accepts lone surrogates such as "\\ud800")."""
-  try:
-    value.encode("utf-8")
-  except UnicodeEncodeError as e:
-    raise P3FormatError(f"{where}: field {key!r} holds a lone surrogate "
-                        f"({value[e.start]!r} at character {e.start})") from None
-  return value
-
-
 def check_record(record, where: str) -> dict:
   """`record` if it follows the p3_sample schema, else a one-line `P3FormatError`.
 
@@ -168,28 +154,30 @@ def check_record(record, where: str) -> dict:
   optional boolean `is_correct`; no string holds a lone surrogate. `where` is "<file>:<line>".
   """
   if not isinstance(record, dict):
-    raise P3FormatError(f"{where}: a record must be a JSON object, got {_kind(record)}")
+    raise P3FormatError(f"{where}: a record must be a JSON object, got {schema.kind(record)}")
   for key, required in _STRING_FIELDS:
     if key not in record:
       if required:
         raise P3FormatError(f"{where}: missing field {key!r}")
       continue
     if not isinstance(record[key], str):
-      raise P3FormatError(f"{where}: field {key!r} must be a string, got {_kind(record[key])}")
-    _checked_str(record[key], where, key)
+      raise P3FormatError(f"{where}: field {key!r} must be a string, "
+                          f"got {schema.kind(record[key])}")
+    schema.checked_str(record[key], where, key, P3FormatError)
   if not record["inputs"].strip():
     raise P3FormatError(f"{where}: field 'inputs' is empty")
   choices = record.get("answer_choices", [])
   if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
     bad = choices if not isinstance(choices, list) else next(
         c for c in choices if not isinstance(c, str))
+    holding = "a list holding " if isinstance(choices, list) else ""
     raise P3FormatError(f"{where}: field 'answer_choices' must be a list of strings, "
-                        f"got {'a list holding ' if isinstance(choices, list) else ''}{_kind(bad)}")
+                        f"got {holding}{schema.kind(bad)}")
   for i, choice in enumerate(choices):
-    _checked_str(choice, where, f"answer_choices[{i}]")
+    schema.checked_str(choice, where, f"answer_choices[{i}]", P3FormatError)
   if not isinstance(record.get("is_correct", False), bool):
     raise P3FormatError(f"{where}: field 'is_correct' must be a boolean, "
-                        f"got {_kind(record['is_correct'])}")
+                        f"got {schema.kind(record['is_correct'])}")
   return record
 
 

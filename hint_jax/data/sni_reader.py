@@ -6,7 +6,7 @@ import random
 
 from etils import epath
 
-from hint_jax.data import paths
+from hint_jax.data import paths, schema
 
 REQUIRED_FIELDS = ("Definition", "Positive Examples", "Instances")
 _LANGUAGE_FIELDS = ("Input_language", "Output_language", "Instruction_language")
@@ -46,32 +46,18 @@ def _field(data: dict, key: str, path: str):
   return data[key]
 
 
-def _kind(value) -> str:
-  return "null" if value is None else type(value).__name__
-
-
-def _checked_str(value: str, path: str, key: str) -> str:
-  """`value` if it encodes as UTF-8 (json.loads accepts lone surrogates such as "\\ud800")."""
-  try:
-    value.encode("utf-8")
-  except UnicodeEncodeError as e:
-    raise SniFormatError(f"{path}: field {key!r} holds a lone surrogate "
-                         f"({value[e.start]!r} at character {e.start})") from None
-  return value
-
-
 def _text(value, path: str, key: str) -> str:
   """A string field; the official schema also allows a list of strings (its first is used)."""
   if isinstance(value, list):
     if not all(isinstance(v, str) for v in value):
       bad = next(v for v in value if not isinstance(v, str))
       raise SniFormatError(f"{path}: field {key!r} must be a string or list of strings, "
-                           f"got a list holding {_kind(bad)}")
+                           f"got a list holding {schema.kind(bad)}")
     value = value[0] if value else ""
   if not isinstance(value, str):
     raise SniFormatError(f"{path}: field {key!r} must be a string or list of strings, "
-                         f"got {_kind(value)}")
-  return _checked_str(value, path, key)
+                         f"got {schema.kind(value)}")
+  return schema.checked_str(value, path, key, SniFormatError)
 
 
 def _strings(value, path: str, key: str) -> tuple[str, ...]:
@@ -80,20 +66,20 @@ def _strings(value, path: str, key: str) -> tuple[str, ...]:
     value = [value]
   if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
     raise SniFormatError(f"{path}: field {key!r} must be a string or list of strings, "
-                         f"got {_kind(value)}")
-  return tuple(_checked_str(v, path, key) for v in value)
+                         f"got {schema.kind(value)}")
+  return tuple(schema.checked_str(v, path, key, SniFormatError) for v in value)
 
 
 def _list(data: dict, key: str, path: str, required: bool = True) -> list:
   value = _field(data, key, path) if required else data.get(key, [])
   if not isinstance(value, list):
-    raise SniFormatError(f"{path}: field {key!r} must be a list, got {_kind(value)}")
+    raise SniFormatError(f"{path}: field {key!r} must be a list, got {schema.kind(value)}")
   return value
 
 
 def _object(value, path: str, key: str) -> dict:
   if not isinstance(value, dict):
-    raise SniFormatError(f"{path}: field {key!r} is not an object (got {_kind(value)})")
+    raise SniFormatError(f"{path}: field {key!r} is not an object (got {schema.kind(value)})")
   return value
 
 
@@ -104,13 +90,14 @@ def _instances(data: dict, name: str, path: str) -> tuple[Instance, ...]:
     raw_id = inst.get("id", f"{name}-{i}")
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
       raise SniFormatError(f"{path}: field 'Instances[{i}].id' must be a string, "
-                           f"got {_kind(raw_id)}")
+                           f"got {schema.kind(raw_id)}")
     where = f"{path} Instances[{i}]"
     outputs = _strings(_field(inst, "output", where), path, f"Instances[{i}].output")
     if not outputs:
       raise SniFormatError(f"{path}: field 'Instances[{i}].output' is empty")
     text = _text(_field(inst, "input", where), path, f"Instances[{i}].input")
-    out.append(Instance(_checked_str(str(raw_id), path, f"Instances[{i}].id"), text, outputs))
+    out.append(Instance(schema.checked_str(str(raw_id), path, f"Instances[{i}].id",
+                                              SniFormatError), text, outputs))
   return tuple(out)
 
 
@@ -121,7 +108,7 @@ def _category(data: dict, path: str) -> str:
     return "unknown"
   if not isinstance(categories, list):  # a bare string would become its first letter
     raise SniFormatError(f"{path}: field 'Categories' must be a list of strings, "
-                         f"got {_kind(categories)}")
+                         f"got {schema.kind(categories)}")
   first = _text(categories, path, "Categories")
   return "_".join(first.lower().split()) or "unknown"
 
@@ -130,7 +117,7 @@ def _is_english(data: dict, path: str) -> bool:
   for key in _LANGUAGE_FIELDS:
     if key in data and not isinstance(data[key], list):
       raise SniFormatError(f"{path}: field {key!r} must be a list of strings, "
-                           f"got {_kind(data[key])}")
+                           f"got {schema.kind(data[key])}")
     if key in data:
       _strings(data[key], path, key)
   return all(data.get(k, ["English"]) == ["English"] for k in _LANGUAGE_FIELDS)
