@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # torch 2.13.0 is the local CPU build on these machines; an unpinned torch pulls a CUDA build.
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): 2 fits the 2-core CI machine (each holds 8 simulated devices;
+# more than the cores only adds memory). `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-all lint demo
 
@@ -19,10 +22,10 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS) tests
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "" $(PYTEST_ARGS) tests
 
 lint: install
 	$(BIN)/ruff check hint_jax tasks tests benchmarks

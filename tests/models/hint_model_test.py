@@ -174,20 +174,27 @@ def test_grouped_task_rows_equal_flat_table(hint_model):
     chex.assert_trees_all_close(out, flat[m::2], atol=1e-5, rtol=1e-4)
 
 
+_REMAT_BATCH_SEED, _REMAT_RNG_SEED = 3, 7
+
+
+def _loss_and_grads(params, policy: str):
+  """(loss, grads) of the tiny HINT with dropout 0.1 under a rematerialisation policy."""
+  b, rng = hint_tiny.batch(seed=_REMAT_BATCH_SEED), jax.random.PRNGKey(_REMAT_RNG_SEED)
+  t5 = dataclasses.replace(HINT.t5, dropout_rate=0.1, remat_policy=policy)
+
+  def loss(p):
+    return hint_tiny.model(hint_tiny.variant(t5=t5)).loss_fn(p, b, rng)[0]
+  return jax.jit(jax.value_and_grad(loss))(params)
+
+
+@pytest.fixture(scope="module")
+def no_remat_grads(hint_model):
+  return _loss_and_grads(hint_model[1], "none")
+
+
 @pytest.mark.parametrize("policy", ["minimal", "full"])
-def test_remat_policies_give_the_same_loss_and_gradients(hint_model, policy):
+def test_remat_policies_give_the_same_loss_and_gradients(hint_model, no_remat_grads, policy):
   """Rematerialisation only trades memory for recomputation: loss and gradients (with dropout
   on, so the recomputed masks must match) equal the policy-"none" ones."""
-  _, params = hint_model
-  b = hint_tiny.batch(seed=3)
-  rng = jax.random.PRNGKey(7)
-
-  def grads(cfg):
-    def loss(p):
-      return hint_tiny.model(cfg).loss_fn(p, b, rng)[0]
-    return jax.jit(jax.value_and_grad(loss))(params)
-
-  t5 = dataclasses.replace(HINT.t5, dropout_rate=0.1)
-  want = grads(hint_tiny.variant(t5=t5))
-  got = grads(hint_tiny.variant(t5=dataclasses.replace(t5, remat_policy=policy)))
+  want, got = no_remat_grads, _loss_and_grads(hint_model[1], policy)
   chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-5)
