@@ -21,7 +21,7 @@ CARGO = (Q + "They had published an advertisement on the Internet on June 10 , o
          "on the Internet , offering the explosives for sale .\n")
 TEMPLATE = Q + "[MASK]\n[MASK]"  # the original's edited prompt of this template
 
-pytestmark = pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data/p3_sample")
+pytestmark = pytest.mark.usefixtures("shared_data")  # fails loudly when ../shared/data is missing
 
 
 @pytest.fixture()

@@ -172,7 +172,6 @@ def test_damaged_tfrecord_is_named(tmp_path):
   assert message.startswith(f"{path}: record 0: "), message
 
 
-@pytest.mark.skipif(not SHARED_P3.exists(), reason="needs ../shared/data/p3_sample")
 def test_real_sample_reads_unchanged():
   """Every line of every real template file reads back as exactly the JSON it holds."""
   files = sorted((SHARED_P3 / "templates").glob("*.jsonl"))

@@ -104,7 +104,6 @@ def _records(name: str, split: str) -> list[dict]:
           for ex in ds.as_numpy_iterator()]
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data")
 def test_registered_variant_tasks_build_their_records(small_data):
   del small_data
   hint = _records("p3_4shot_hint", "validation")
