@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from hint_jax import axes, types
 from hint_jax.layers import dense, dropout, masks
-from hint_jax.peft import ia3, lora, prefix, spec
+from hint_jax.peft import ia3, lora, prefix, spec, task_rows
 
 
 class Attention(nn.Module):
@@ -49,8 +49,9 @@ class Attention(nn.Module):
     pfx = None if site is None else site.prefix
     if decode and self.is_cross and self.has_variable("cache", "cached_key"):
       return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
-    k_BSHK = self._project("key", inputs_kv_BSD, site)
-    v_BSHK = self._project("value", inputs_kv_BSD, site)
+    modules = None if site is None else site.modules
+    k_BSHK = self._project("key", inputs_kv_BSD, modules)
+    v_BSHK = self._project("value", inputs_kv_BSD, modules)
     if decode and not self.is_cross:
       return self._self_attention_cache(k_BSHK, v_BSHK, pfx, position, cache_length)
     if pfx is not None:
@@ -85,7 +86,8 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q_BTD: types.Array, inputs_kv_BSD: types.Array,
-               bias_BHTS: types.Array, site: spec.SiteParams | None = None,
+               bias_BHTS: types.Array,
+               site: spec.SiteParams | task_rows.DecodeSite | None = None,
                enable_dropout: bool = False, decode: bool = False,
                position: types.Array | None = None,
                cache_length: int | None = None) -> types.Array:
@@ -96,13 +98,16 @@ class Attention(nn.Module):
       inputs_kv_BSD: keys'/values' inputs (same as queries' for self-attention).
       bias_BHTS: additive float32 bias broadcastable to [B, H, T, S] (position + mask), S = the
         key length before any prefix (the prefix columns are added here with bias 0).
-      site: this layer's generated params (`spec.layer_slice`), or None.
+      site: this layer's generated params (`spec.layer_slice`), or None; at decoding time a
+        `task_rows.DecodeSite` (task-row keys/values read through its index).
       enable_dropout: dropout on the attention weights.
       decode: use/update the cache (see class docstring).
       position: decoding step index (self-attention with an initialized cache).
       cache_length: self-attention cache size when creating it (default: the input length).
     """
-    q_BTHK = self._project("query", inputs_q_BTD, site)
+    site = task_rows.DecodeSite.of(site)
+    modules = None if site is None else site.modules
+    q_BTHK = self._project("query", inputs_q_BTD, modules)
     k_BHSK, v_BHSK = self._keys_values(inputs_kv_BSD, site, decode, position, cache_length)
     if site is not None and site.prefix is not None:
       bias_BHTS = prefix.extend_bias(bias_BHTS, site.prefix)
@@ -111,9 +116,10 @@ class Attention(nn.Module):
     q_BHTK = _heads_major(q_BTHK)
     logits_BHTS = jnp.einsum("bhtk,bhsk->bhts", q_BHTK, k_BHSK,
                              preferred_element_type=jnp.float32) + bias_BHTS
-    shared = None if site is None else site.shared
+    shared = None if site is None else site.shared_kv
     if shared is not None:  # task-level keys first: [B, H, T, I + S]
-      logits_BHTS = jnp.concatenate([_shared_logits(q_BHTK, shared), logits_BHTS], axis=-1)
+      logits_BHTS = jnp.concatenate([_shared_logits(q_BHTK, shared, site.index), logits_BHTS],
+                                    axis=-1)
     weights_BHTS = jax.nn.softmax(logits_BHTS, axis=-1)
     if enable_dropout and self.dropout_rate > 0:
       weights_BHTS = dropout.Dropout(self.dropout_rate)(weights_BHTS)
@@ -121,16 +127,16 @@ class Attention(nn.Module):
     out_BHTK = None
     if shared is not None:
       i = shared.key.shape[1]
-      out_BHTK = _shared_values(weights_BHTS[..., :i], shared)
+      out_BHTK = _shared_values(weights_BHTS[..., :i], shared, site.index)
       weights_BHTS = weights_BHTS[..., i:]
     own_BHTK = jnp.einsum("bhts,bhsk->bhtk", weights_BHTS, v_BHSK)
     out_BHTK = own_BHTK if out_BHTK is None else out_BHTK + own_BHTK
     out_BTHK = out_BHTK.transpose(0, 2, 1, 3)
     out_BTD = dense.DenseGeneral((inputs_q_BTD.shape[-1],), (axes.HEADS, axes.KV, axes.EMBED),
                                  num_in_axes=2, dtype=self.dtype, name="out")(out_BTHK)
-    if site is not None and site.lora is not None and "out" in site.lora:
+    if modules is not None and modules.lora is not None and "out" in modules.lora:
       b, t = out_BTHK.shape[:2]
-      out_BTD = out_BTD + lora.lora_delta(out_BTHK.reshape(b, t, -1), site.lora["out"])
+      out_BTD = out_BTD + lora.lora_delta(out_BTHK.reshape(b, t, -1), modules.lora["out"])
     return out_BTD
 
 
@@ -138,7 +144,8 @@ def _heads_major(x_BSHK: types.Array) -> types.Array:
   return x_BSHK.transpose(0, 2, 1, 3)
 
 
-def _shared_logits(q_BHTK: types.Array, shared: spec.SharedKV) -> types.Array:
+def _shared_logits(q_BHTK: types.Array, shared: task_rows.MaskedKV,
+                   index_B: types.Array) -> types.Array:
   """Logits (+ padding bias) [B, H, T, I] of each example against its task's shared keys.
 
   Every example is scored against all U task rows ([B, H, T, U, I]: U times the FLOPs of a
@@ -146,15 +153,15 @@ def _shared_logits(q_BHTK: types.Array, shared: spec.SharedKV) -> types.Array:
   """
   logits_BHTUI = jnp.einsum("bhtk,uihk->bhtui", q_BHTK, shared.key.astype(q_BHTK.dtype),
                             preferred_element_type=jnp.float32)
-  index_B = shared.index
   own_BHTI = jnp.take_along_axis(logits_BHTUI, index_B[:, None, None, None, None], axis=3)
   mask_BI = jnp.take(shared.mask, index_B, axis=0)
   return own_BHTI[:, :, :, 0] + masks.padding_bias(mask_BI)
 
 
-def _shared_values(weights_BHTI: types.Array, shared: spec.SharedKV) -> types.Array:
+def _shared_values(weights_BHTI: types.Array, shared: task_rows.MaskedKV,
+                   index_B: types.Array) -> types.Array:
   """Weighted shared values [B, H, T, K]: weights spread over the task rows by a one-hot."""
-  onehot_BU = jax.nn.one_hot(shared.index, shared.key.shape[0], dtype=weights_BHTI.dtype)
+  onehot_BU = jax.nn.one_hot(index_B, shared.key.shape[0], dtype=weights_BHTI.dtype)
   # Spread first, then contract with the values, so no [B, I, H, K] copy is ever formed.
   spread_BHTUI = weights_BHTI[:, :, :, None, :] * onehot_BU[:, None, None, :, None]
   return jnp.einsum("bhtui,uihk->bhtk", spread_BHTUI, shared.value.astype(weights_BHTI.dtype))

@@ -13,7 +13,8 @@ class Mlp(nn.Module):
   """`wo(gelu_tanh(u wi_0) * (u wi_1))` (gated-gelu) or `wo(relu(u wi))` (relu).
 
   Kernels: wi_0/wi_1/wi [D, F] (embed, mlp), wo [F, D] (mlp, embed). With a `Bottleneck`,
-  returns FFN(u) + adapter(u) (HINT's parallel adapter, DESIGN §3.4). With IA3 `Scaling`
+  returns FFN(u) + adapter(u) (HINT's parallel adapter, DESIGN §3.4; task rows read through
+  `bottleneck_index` when given, see `adapter.adapter_output`). With IA3 `Scaling`
   holding an `mlp` vector, the hidden activation is rescaled by it before `wo`.
   """
   d_ff: int
@@ -23,8 +24,8 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, u_BLD: types.Array, bottleneck: spec.Bottleneck | None = None,
-               enable_dropout: bool = False,
-               scaling: spec.Scaling | None = None) -> types.Array:
+               enable_dropout: bool = False, scaling: spec.Scaling | None = None,
+               bottleneck_index: types.Array | None = None) -> types.Array:
     def wi(name):
       return dense.DenseGeneral((self.d_ff,), (axes.EMBED, axes.MLP), dtype=self.dtype,
                                 name=name)(u_BLD)
@@ -40,5 +41,6 @@ class Mlp(nn.Module):
     out_BLD = dense.DenseGeneral((u_BLD.shape[-1],), (axes.MLP, axes.EMBED), dtype=self.dtype,
                                  name="wo")(h_BLF)
     if bottleneck is not None:
-      out_BLD = out_BLD + adapter.adapter_output(u_BLD.astype(self.dtype), bottleneck)
+      out_BLD = out_BLD + adapter.adapter_output(u_BLD.astype(self.dtype), bottleneck,
+                                                 bottleneck_index)
     return out_BLD

@@ -30,7 +30,7 @@ from hint_jax.data import features
 from hint_jax.hypernet import model as hypernet_lib
 from hint_jax.models import config as config_lib
 from hint_jax.models import groups, losses
-from hint_jax.peft import kinds, spec
+from hint_jax.peft import kinds, spec, task_rows
 from hint_jax.peft import prefix as prefix_lib
 from hint_jax.t5 import decoding
 from hint_jax.t5 import model as t5_model
@@ -54,6 +54,10 @@ class TaskEncoding(NamedTuple):
   encoded: jax.Array | None
   mask: jax.Array | None
   memory: spec.PrefixKV | None = None
+
+
+# What the decoder reads (`T5.decode`): generated TaskParams, their decoding layout, or None.
+DecoderParams = spec.TaskParams | task_rows.DecodeParams | None
 
 
 def _rngs(rng: types.PRNGKey | None) -> dict:
@@ -217,20 +221,21 @@ class HintModel:
   def encode_inputs(self, params: types.PyTree, encoding: TaskEncoding,
                     encoder_input_tokens_BL: jax.Array, task_index_B: jax.Array | None = None,
                     rng_dropout: types.PRNGKey | None = None, share_task_rows: bool = False,
-                    task_groups: int = 1) -> tuple[jax.Array, jax.Array, TaskEncoding]:
+                    task_groups: int = 1) -> tuple[jax.Array, jax.Array, DecoderParams]:
     """Adapted encoder output, fused with H_I when configured.
 
     With `share_task_rows` (and `task_index_B`), the decoder's generated adapters and prefixes,
     and the cached `memory`, stay [U, ...] task rows that the decoder reads through the index
-    (`spec.SharedKV`, `spec.Bottleneck.index`) instead of per-example copies of them.
+    (`task_rows.DecodeSite`) instead of per-example copies of them.
 
     Returns:
-      (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, per-example
-      encoding; a cached `memory` is folded into its decoder cross-attention prefix).
+      (encoded [B, I + L, D] or [B, L, D], mask [B, I + L] or [B, L] int32, what the decoder
+      reads: the per-example TaskParams, or their `task_rows.DecodeParams` layout when task rows
+      are shared or a cached `memory` joins the cross-attention prefix; None for neither).
     """
-    decoder_sites = None
+    decoder = None
     if share_task_rows and task_index_B is not None:
-      decoder_sites = self._task_row_sites(encoding, task_index_B)
+      decoder = self._task_row_sites(encoding, task_index_B)
       if encoding.memory is not None:  # now inside the shared cross-attention rows
         encoding = encoding._replace(mask=None, memory=None)
     example = self.per_example(encoding, task_index_B, task_groups)
@@ -241,12 +246,7 @@ class HintModel:
                        f"'{features.TASK_INDEX}' to map examples to task rows (zeros: every "
                        "example reads task row 0)")
     if example.memory is not None:
-      example = example._replace(task_params=_with_memory(example.task_params, example.memory,
-                                                           example.mask))
-    if decoder_sites is not None:
-      task_params = example.task_params or _empty_task_params()
-      example = example._replace(task_params=task_params.replace(
-          decoder_self=decoder_sites[0], decoder_cross=decoder_sites[1]))
+      decoder = _with_memory(example.task_params, example.memory, example.mask)
     encoded_BLD = self.t5.apply({"params": params[BACKBONE]}, encoder_input_tokens_BL,
                                 example.task_params, rng_dropout is not None,
                                 method=t5_model.T5.encode, rngs=_rngs(rng_dropout))
@@ -254,10 +254,10 @@ class HintModel:
     if example.encoded is not None:
       encoded_BLD = jnp.concatenate([example.encoded.astype(encoded_BLD.dtype), encoded_BLD], 1)
       mask_BL = jnp.concatenate([example.mask.astype(jnp.int32), mask_BL], axis=1)
-    return encoded_BLD, mask_BL, example
+    return encoded_BLD, mask_BL, example.task_params if decoder is None else decoder
 
   def _task_row_sites(self, encoding: TaskEncoding, task_index_B: jax.Array
-                      ) -> tuple[spec.SiteParams, spec.SiteParams]:
+                      ) -> task_rows.DecodeParams:
     """Decoder self- and cross-attention sites whose generated modules (and cached memory) stay
     task rows [U, ...] read through `task_index_B` where their kind says so
     (`peft.kinds.Kind.task_rows`: adapters and prefixes), and are gathered per example otherwise."""
@@ -265,17 +265,13 @@ class HintModel:
     layers = self.config.t5.num_decoder_layers
     index_BN = jnp.broadcast_to(task_index_B[:, None], (task_index_B.shape[0], layers))
     index_BN = index_BN.astype(jnp.int32)
-
-    def site(s: spec.SiteParams) -> spec.SiteParams:
-      rows = {}
-      for kind, leaf in kinds.items(s):  # an undeclared kind is an error, never dropped
-        rows.update(kind.task_rows(leaf, task_index_B, index_BN))
-      return spec.SiteParams(**rows)
-
-    cross = task_params.decoder_cross
+    cross, kv = task_params.decoder_cross, None
     if encoding.memory is not None:
-      cross = cross.replace(prefix=prefix_lib.append(cross.prefix, encoding.memory, encoding.mask))
-    return site(task_params.decoder_self), site(cross)
+      kv = prefix_lib.append(cross.prefix, encoding.memory, encoding.mask)
+      cross = cross.replace(prefix=None)
+    return task_rows.DecodeParams(
+        kinds.task_row_site(task_params.decoder_self, task_index_B, index_BN),
+        kinds.task_row_site(cross, task_index_B, index_BN, kv))
 
   def apply(self, params: types.PyTree, encoding: TaskEncoding,
             encoder_input_tokens_BL: jax.Array, decoder_input_tokens_BT: jax.Array,
@@ -283,11 +279,11 @@ class HintModel:
             rng_dropout: types.PRNGKey | None = None, task_groups: int = 1) -> jax.Array:
     """Logits [B, T, V] (float32) of the backbone adapted by a (cached) TaskEncoding."""
     rng_encode, rng_decode = _split(rng_dropout, 2)
-    encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
+    encoded_BSD, mask_BS, decoder = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
                                                        task_index_B, rng_encode,
                                                        task_groups=task_groups)
     return self.t5.apply({"params": params[BACKBONE]}, encoded_BSD, mask_BS,
-                         decoder_input_tokens_BT, example.task_params, rng_decode is not None,
+                         decoder_input_tokens_BT, decoder, rng_decode is not None,
                          method=t5_model.T5.decode, rngs=_rngs(rng_decode))
 
   def forward(self, params: types.PyTree, batch: types.Batch,
@@ -329,9 +325,9 @@ class HintModel:
     # Few tasks for many rows (a served batch): each step reads every task's rows once.
     rows = {x.shape[0] for x in jax.tree.leaves(encoding)}
     share = bool(rows) and 4 * max(rows) <= encoder_input_tokens_BL.shape[0]
-    encoded_BSD, mask_BS, example = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
+    encoded_BSD, mask_BS, decoder = self.encode_inputs(params, encoding, encoder_input_tokens_BL,
                                                        task_index_B, share_task_rows=share)
-    return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, example.task_params,
+    return decoding.decode(self.t5, params[BACKBONE], encoded_BSD, mask_BS, decoder,
                            max_decode_len=max_decode_len, **decode_options)
 
   def predict_batch(self, params: types.PyTree, batch: types.Batch, *, max_decode_len: int,
@@ -355,12 +351,15 @@ def _empty_task_params() -> spec.TaskParams:
 
 
 def _with_memory(task_params: spec.TaskParams | None, memory: spec.PrefixKV,
-                 mask_BI: jax.Array) -> spec.TaskParams:
-  """Appends cached instruction keys/values to the decoder cross-attention prefix."""
+                 mask_BI: jax.Array) -> task_rows.DecodeParams:
+  """The per-example decoder sites, cached instruction keys/values [B, N, I, H, K] appended to
+  the cross-attention prefix (padded positions masked)."""
   task_params = task_params or _empty_task_params()
   cross = task_params.decoder_cross
-  return task_params.replace(decoder_cross=cross.replace(
-      prefix=prefix_lib.append(cross.prefix, memory, mask_BI)))
+  kv = prefix_lib.append(cross.prefix, memory, mask_BI)
+  return task_rows.DecodeParams(task_rows.DecodeSite.of(task_params.decoder_self),
+                                task_rows.DecodeSite(cross.replace(prefix=None), spec.SiteParams(),
+                                                     kv))
 
 
 def unbox(params: types.PyTree) -> types.PyTree:

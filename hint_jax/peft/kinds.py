@@ -6,7 +6,8 @@ A *kind* is one field of `spec.SiteParams` (adapter, prefix, lora, ia3). Its dec
     `<kind>_<field>`, the serving file names `<site>.<kind>.<field>`);
   - `layout`: how the hypernetwork lays its generator rows out (rows, out, transposed);
   - `attention_flops` / `ffn_flops` / `kv_flops`: forward FLOPs it adds (`evaluation.flops`);
-  - `task_rows`: how decoding reads it for examples of few tasks (`HintModel.generate`).
+  - `task_rows`: where decoding of examples of few tasks reads it (`HintModel.generate`): a
+    part of a `task_rows.DecodeSite`.
 Everything else walks `items(site)`, which names an undeclared kind in a ValueError, so a kind
 can never be dropped silently. The application hooks live in the layers they change
 (`layers/attention.py`, `layers/mlp.py`).
@@ -17,14 +18,13 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from hint_jax import axes
 from hint_jax.peft import spec
+from hint_jax.peft import task_rows as rows_lib
 
 Shape = tuple[int, ...]
 FFN_SITES = ("encoder", "decoder_self")  # cross-attention slots have no FFN
-LAYOUT_FIELDS = ("shared",)  # SiteParams fields that are decode-time layout, not a kind
 _B, _N, _G = axes.ACT_BATCH, axes.ACT_LAYERS, axes.ACT_GENERATED
 
 
@@ -59,8 +59,6 @@ class Kind:
   def fields(self, leaf) -> dict[str, Any]:
     """Array fields by name, in component order (None fields left out)."""
     values = {f: getattr(leaf, f) for f in self.field_names}
-    if getattr(leaf, "mask", None) is not None:  # prefixes carrying cached memory
-      values["mask"] = leaf.mask
     return {k: v for k, v in values.items() if v is not None}
 
   def static(self, leaf) -> dict[str, float]:  # pylint: disable=unused-argument
@@ -70,11 +68,10 @@ class Kind:
   def build(self, fields: dict[str, Any], static: dict[str, float]) -> Any:  # pylint: disable=unused-argument
     """Inverse of `fields` (+ `static`). A missing field stays None, so that a damaged file
     shows as a leaf that does not fit the model (the serving Predictor's check names it)."""
-    unknown = set(fields) - set(self.field_names) - {"mask"}
+    unknown = set(fields) - set(self.field_names)
     if unknown:
       raise ValueError(f"unknown {self.name} field(s) {sorted(unknown)}")
-    return self.leaf_cls(**{f: fields.get(f) for f in self.field_names},
-                         **({"mask": fields["mask"]} if "mask" in fields else {}))
+    return self.leaf_cls(**{f: fields.get(f) for f in self.field_names})
 
   def from_generated(self, template, fields: dict[str, jax.Array]) -> Any:
     """The leaf from generator rows already shaped as `template`'s fields."""
@@ -111,10 +108,10 @@ class Kind:
     """Forward FLOPs added to one FFN block."""
     return 0
 
-  def task_rows(self, leaf, index_B: jax.Array, index_BN: jax.Array) -> dict[str, Any]:  # pylint: disable=unused-argument
-    """SiteParams fields for decoding examples of [U, ...] task rows: by default each example's
-    own row, gathered."""
-    return {self.name: spec.take(leaf, index_B)}
+  def task_rows(self, leaf, index_B: jax.Array) -> tuple[str, Any]:
+    """(`task_rows.DecodeSite` field, value) of a leaf of [U, ...] task rows when decoding
+    examples of few tasks: by default each example's own row, gathered into `modules`."""
+    return "modules", spec.take(leaf, index_B)
 
 
 def _dense(tokens: int, d_in: int, d_out: int) -> int:
@@ -140,8 +137,8 @@ class Adapter(Kind):
   def ffn_flops(self, leaf, tokens):
     return 2 * _dense(tokens, leaf.down[-2], leaf.down[-1])
 
-  def task_rows(self, leaf, index_B, index_BN):
-    return {self.name: leaf.replace(index=index_BN)}  # read through the index, not copied
+  def task_rows(self, leaf, index_B):
+    return "rows", leaf  # read through the index, not copied
 
 
 class Prefix(Kind):
@@ -166,9 +163,8 @@ class Prefix(Kind):
     _, _, p, h, k = leaf.key
     return 2 * 2 * q_len * p * h * k  # logits and weighted values of the P prefix positions
 
-  def task_rows(self, leaf, index_B, index_BN):
-    mask = leaf.mask if leaf.mask is not None else jnp.ones(leaf.key.shape[:3], bool)
-    return {"shared": spec.SharedKV(leaf.key, leaf.value, mask, index_BN)}
+  def task_rows(self, leaf, index_B):
+    return "kv", rows_lib.masked(leaf)  # attended through the index, not copied
 
 
 class Lora(Kind):
@@ -245,7 +241,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (Adapter(), Prefix(), Lora(), Ia3()
 
 
 def _check_registry() -> None:
-  site_fields = {f.name for f in dataclasses.fields(spec.SiteParams)} - set(LAYOUT_FIELDS)
+  site_fields = {f.name for f in dataclasses.fields(spec.SiteParams)}
   config_fields = {f.name for f in dataclasses.fields(spec.PeftConfig)}
   if site_fields != set(KINDS) or config_fields != {k.config_field for k in KINDS.values()}:
     raise ValueError(f"SiteParams kinds {sorted(site_fields)} / PeftConfig fields "
@@ -269,13 +265,34 @@ def items(site: spec.SiteParams) -> list[tuple[Kind, Any]]:
   Raises:
     ValueError: the site holds a field that is not a declared kind (one line naming it).
   """
-  present = {f.name: getattr(site, f.name) for f in dataclasses.fields(site)
-             if f.name not in LAYOUT_FIELDS}
+  present = {f.name: getattr(site, f.name) for f in dataclasses.fields(site)}
   present = {k: v for k, v in present.items()
              if v is not None and not (isinstance(v, dict) and not v)}
   for name in present:
     get(name)
   return [(k, present[name]) for name, k in KINDS.items() if name in present]
+
+
+def task_row_site(site: spec.SiteParams, index_B: jax.Array, index_BN: jax.Array,
+                  kv: rows_lib.MaskedKV | None = None) -> rows_lib.DecodeSite:
+  """A site of [U, ...] task rows as decoding reads it for examples `index_B` [B]: each kind
+  where its `task_rows` says. `kv`: task-row keys/values already holding the site's prefix (a
+  prefix joined to cached memory); the site then holds no prefix.
+
+  Raises:
+    ValueError: the site holds an undeclared kind, or a prefix besides `kv`.
+  """
+  parts: dict[str, Any] = {"modules": {}, "rows": {}, "kv": kv}
+  for kind, leaf in items(site):  # an undeclared kind is an error, never dropped
+    where, value = kind.task_rows(leaf, index_B)
+    if where == "kv":
+      if parts["kv"] is not None:
+        raise ValueError(f"{kind.name}: a site with task-row keys/values holds a second set")
+      parts["kv"] = value
+    else:
+      parts[where][kind.name] = value
+  return rows_lib.DecodeSite(spec.SiteParams(**parts["modules"]), spec.SiteParams(**parts["rows"]),
+                             parts["kv"], index_BN)
 
 
 def task_param_shapes(peft: spec.PeftConfig, dims: spec.BackboneDims,

@@ -3,11 +3,11 @@ import jax.numpy as jnp
 
 from hint_jax import types
 from hint_jax.layers import masks
-from hint_jax.peft import spec
+from hint_jax.peft import spec, task_rows
 
 
 def prepend_kv(key_BSHK: types.Array, value_BSHK: types.Array,
-               prefix: spec.PrefixKV) -> tuple[types.Array, types.Array]:
+               prefix: spec.PrefixKV | task_rows.MaskedKV) -> tuple[types.Array, types.Array]:
   """Prepend ONE layer's post-projection prefix (key/value [B, P, H, K]) to keys and values.
 
   Returns:
@@ -19,14 +19,15 @@ def prepend_kv(key_BSHK: types.Array, value_BSHK: types.Array,
           jnp.concatenate([value_BPHK, value_BSHK], axis=1))
 
 
-def extend_bias(bias_XXTS: types.Array, prefix: spec.PrefixKV) -> types.Array:
+def extend_bias(bias_XXTS: types.Array,
+                prefix: spec.PrefixKV | task_rows.MaskedKV) -> types.Array:
   """Additive attention bias [..., T, S] -> [..., T, P+S] for ONE layer's prefix.
 
-  Prefix columns get 0 (always visible, no position bias), or the padding bias of
-  `prefix.mask` [B, P] when the prefix carries one.
+  Prefix columns get 0 (always visible, no position bias), or the padding bias of the mask
+  [B, P] of a `task_rows.MaskedKV`.
   """
   length = prefix.key.shape[1]
-  if prefix.mask is None:
+  if not isinstance(prefix, task_rows.MaskedKV):
     pad = [(0, 0)] * (bias_XXTS.ndim - 1) + [(length, 0)]
     return jnp.pad(bias_XXTS, pad)
   prefix_B11P = masks.padding_bias(prefix.mask)
@@ -42,7 +43,7 @@ def extend_mask(mask_BS: types.Array, prefix_length: int) -> types.Array:
 
 
 def append(prefix: spec.PrefixKV | None, memory: spec.PrefixKV,
-           mask_BI: types.Array) -> spec.PrefixKV:
+           mask_BI: types.Array) -> task_rows.MaskedKV:
   """All-layer prefix [B, N, P, H, K] followed by cached keys/values `memory` [B, N, I, H, K].
 
   `mask_BI` marks `memory`'s real tokens; the result carries a [B, N, P + I] mask so that padded
@@ -50,9 +51,9 @@ def append(prefix: spec.PrefixKV | None, memory: spec.PrefixKV,
   """
   mask_BNI = jnp.broadcast_to(mask_BI[:, None, :] > 0, memory.key.shape[:3])
   if prefix is None:
-    return spec.PrefixKV(memory.key, memory.value, mask_BNI)
-  own_BNP = prefix.mask if prefix.mask is not None else jnp.ones(prefix.key.shape[:3], bool)
-  return spec.PrefixKV(
-      key=jnp.concatenate([prefix.key, memory.key.astype(prefix.key.dtype)], axis=2),
-      value=jnp.concatenate([prefix.value, memory.value.astype(prefix.value.dtype)], axis=2),
-      mask=jnp.concatenate([own_BNP, mask_BNI], axis=2))
+    return task_rows.MaskedKV(memory.key, memory.value, mask_BNI)
+  own = task_rows.masked(prefix)
+  return task_rows.MaskedKV(
+      key=jnp.concatenate([own.key, memory.key.astype(own.key.dtype)], axis=2),
+      value=jnp.concatenate([own.value, memory.value.astype(own.value.dtype)], axis=2),
+      mask=jnp.concatenate([own.mask, mask_BNI], axis=2))

@@ -4,7 +4,8 @@ What each kind generates, how the hypernetwork lays it out, its FLOPs and how de
 are declared once per kind in `hint_jax.peft.kinds`; this module holds the pytree classes.
 
 `TaskParams` is what the hypernetwork returns, what the backbone consumes, what the serving cache
-stores and what export writes. Every array has leading axes [B, N] (batch or task, layer); the
+stores and what export writes: generated module parameters and nothing else (the layouts that
+decoding reads them in are `hint_jax.peft.task_rows`). Every array has leading axes [B, N] (batch or task, layer); the
 backbone slices layer `i` with `layer_slice`. A disabled kind is `None` (or a missing LoRA key),
 never a zero array.
 
@@ -97,28 +98,18 @@ class Bottleneck:
   """Parallel adapter: `gelu(u @ down + down_bias) @ up + up_bias`.
 
   down: [B, N, D, A], down_bias: [B, N, A], up: [B, N, A, D], up_bias: [B, N, D].
-
-  `index` [B, N] int32 is only set at decoding time (`HintModel.generate`), when the weights are
-  task rows [U, N, ...] shared by the examples of each task: `index` gives each example's row.
   """
   down: jax.Array
   down_bias: jax.Array
   up: jax.Array
   up_bias: jax.Array
-  index: jax.Array | None = None
 
 
 @flax.struct.dataclass
 class PrefixKV:
-  """Post-projection prefix keys and values: [B, N, P, H, K] each.
-
-  `mask` [B, N, P] (True = visible) is only set when cached keys/values of a padded sequence are
-  appended (`hint_jax.peft.prefix.append`, e.g. the fused instruction at serving time); the
-  hypernetwork's prefixes have no padding and leave it None.
-  """
+  """Post-projection prefix keys and values: [B, N, P, H, K] each (always visible)."""
   key: jax.Array
   value: jax.Array
-  mask: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -132,27 +123,12 @@ class Scaling:
 
 
 @flax.struct.dataclass
-class SharedKV:
-  """Attention keys/values shared by all examples of a task (generated prefixes, a cached fused
-  instruction), attended through a task index instead of being copied to every example.
-
-  key, value: [U, N, I, H, K] (U tasks); mask: [U, N, I] (True = token); index: [B, N] int32,
-  the task row of each example (repeated over the layer axis N so that `layer_slice` applies).
-  Built at decoding time only (`HintModel.generate`); never stored or exported.
-  """
-  key: jax.Array
-  value: jax.Array
-  mask: jax.Array
-  index: jax.Array
-
-
-@flax.struct.dataclass
 class SiteParams:
+  """The generated modules of one site: one field per kind (`hint_jax.peft.kinds`)."""
   lora: dict | None = None  # projection name -> LowRank; None when LoRA is off
   adapter: Bottleneck | None = None
   prefix: PrefixKV | None = None
   ia3: Scaling | None = None
-  shared: SharedKV | None = None  # decoder sites at decoding time only
 
 
 @flax.struct.dataclass
@@ -206,25 +182,6 @@ def task_param_axes(peft: PeftConfig, dims: BackboneDims) -> TaskParams:
 def layer_slice(site: SiteParams, layer: int) -> SiteParams:
   """Site parameters of one layer: drops the N axis ([B, N, ...] -> [B, ...])."""
   return jax.tree.map(lambda x: x[:, layer], site)
-
-
-def _task_rows(s: SiteParams) -> dict:
-  """The fields of `s` that hold task rows read through an index (see `SharedKV`)."""
-  values = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
-  return {k: v for k, v in values.items() if getattr(v, "index", None) is not None}
-
-
-def repeat_examples(task_params: TaskParams, n: int) -> TaskParams:
-  """Every example's rows repeated `n` times (beam search); shared task rows stay as they are,
-  only their example index is repeated."""
-  def repeat(x):
-    return jnp.repeat(x, n, axis=0)
-
-  def site(s: SiteParams) -> SiteParams:
-    rows = _task_rows(s)
-    repeated = jax.tree.map(repeat, s.replace(**dict.fromkeys(rows)))
-    return repeated.replace(**{k: v.replace(index=repeat(v.index)) for k, v in rows.items()})
-  return TaskParams(*(site(getattr(task_params, name)) for name in SITES))
 
 
 def take(task_params, index: jax.Array, groups: int = 1):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from hint_jax import axes, types
 from hint_jax.layers import attention, dense, embed, masks, norms
 from hint_jax.layers import mlp as mlp_lib
-from hint_jax.peft import spec
+from hint_jax.peft import spec, task_rows
 from hint_jax.t5 import config as config_lib
 from hint_jax.t5.encoder import (
   ACT_BLD,
@@ -39,9 +39,10 @@ class DecoderLayer(nn.Module):
         h_BTD, encoded_BSD, cross_bias, cross_site, enable_dropout, decode)
     y_BTD = residual(y_BTD, h_BTD, rate, enable_dropout)
     h_BTD = norm(cfg, "pre_mlp_layer_norm", y_BTD)
+    site = task_rows.DecodeSite.of(self_site)
+    bottleneck, index = (None, None) if site is None else site.adapter()
     h_BTD = mlp_lib.Mlp(cfg.d_ff, cfg.feed_forward, dtype, rate, name="mlp")(
-        h_BTD, None if self_site is None else self_site.adapter, enable_dropout,
-        None if self_site is None else self_site.ia3)
+        h_BTD, bottleneck, enable_dropout, None if site is None else site.modules.ia3, index)
     return residual(y_BTD, h_BTD, rate, enable_dropout)
 
 
@@ -56,7 +57,7 @@ class _DecoderStep(DecoderLayer):
                             self.enable_dropout, False, None), None
 
 
-def _slice(site: spec.SiteParams | None, layer: int) -> spec.SiteParams | None:
+def _slice(site: spec.SiteParams | task_rows.DecodeSite | None, layer: int):
   return None if site is None else spec.layer_slice(site, layer)
 
 
@@ -88,7 +89,8 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, encoded_BSD: types.Array, encoder_mask_BS: types.Array,
-               tokens_BT: types.Array, task_params: spec.TaskParams | None = None,
+               tokens_BT: types.Array,
+               task_params: spec.TaskParams | task_rows.DecodeParams | None = None,
                enable_dropout: bool = False, decode: bool = False) -> types.Array:
     cfg = self.config
     creating_cache = decode and not self.has_variable("cache", "position")

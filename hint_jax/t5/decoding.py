@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from hint_jax import types
-from hint_jax.peft import spec
+from hint_jax.peft import spec, task_rows
 from hint_jax.t5 import beam as beam_lib
 from hint_jax.t5 import config as config_lib
 from hint_jax.t5 import model as model_lib
@@ -104,7 +104,7 @@ def _decode_impl(model, params, encoded_BSD, encoder_mask_BS, task_params, rng, 
   beams = opts["num_beams"] if opts["method"] == "beam" else 1
   if beams > 1:
     encoded_BSD, encoder_mask_BS = _repeat(encoded_BSD, beams), _repeat(encoder_mask_BS, beams)
-    task_params = None if task_params is None else spec.repeat_examples(task_params, beams)
+    task_params = None if task_params is None else task_rows.repeat_examples(task_params, beams)
   cache = init_cache(model, params, encoded_BSD, encoder_mask_BS, task_params, max_len)
   step = make_step_fn(model, params, encoded_BSD, encoder_mask_BS, task_params)
   if opts["method"] == "beam":
@@ -119,7 +119,8 @@ def _compiled(model: nn.Module, opts_items: tuple):
 
 
 def decode(model: model_lib.T5, params: types.Params, encoded: types.Array,
-           encoder_mask: types.Array, task_params: spec.TaskParams | None = None, *,
+           encoder_mask: types.Array,
+           task_params: spec.TaskParams | task_rows.DecodeParams | None = None, *,
            max_decode_len: int, method: str = "greedy", num_beams: int = 4,
            length_penalty: float = 1.0, early_stopping: Any = False, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, rng: types.PRNGKey | None = None) -> types.Array:
@@ -130,7 +131,8 @@ def decode(model: model_lib.T5, params: types.Params, encoded: types.Array,
     params: its params.
     encoded: [B, S, D] encoder output (may include a fused instruction).
     encoder_mask: [B, S], 1 = valid.
-    task_params: per-example generated params (leading [B, N]) or None.
+    task_params: per-example generated params (leading [B, N]), their decoding layout
+      (`task_rows.DecodeParams`: task rows read through an index), or None.
     max_decode_len: T, the number of generated positions.
     method: "greedy", "sample" (temperature / top_k / top_p) or "beam".
     num_beams, length_penalty, early_stopping: beam search, with Hugging Face semantics

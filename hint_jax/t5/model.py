@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from hint_jax import types
 from hint_jax.layers import embed
-from hint_jax.peft import spec
+from hint_jax.peft import spec, task_rows
 from hint_jax.t5 import config as config_lib
 from hint_jax.t5 import decoder as decoder_lib
 from hint_jax.t5 import encoder as encoder_lib
@@ -56,7 +56,8 @@ class T5(nn.Module):
     return self.encoder(encoder_input_tokens, site, enable_dropout)
 
   def decode(self, encoded: types.Array, encoder_mask: types.Array,
-             decoder_input_tokens: types.Array, task_params: spec.TaskParams | None = None,
+             decoder_input_tokens: types.Array,
+             task_params: spec.TaskParams | task_rows.DecodeParams | None = None,
              enable_dropout: bool = False, decode: bool = False) -> types.Array:
     """Float32 logits [B, T, V].
 
@@ -64,7 +65,8 @@ class T5(nn.Module):
       encoded: [B, S, D] any encoder output (e.g. instruction and input concatenated).
       encoder_mask: [B, S], 1 = valid.
       decoder_input_tokens: [B, T] targets shifted right (start id 0).
-      task_params: uses `decoder_self` (self-attention + adapter) and `decoder_cross`.
+      task_params: uses `decoder_self` (self-attention + adapter) and `decoder_cross`; at
+        decoding time possibly their `task_rows.DecodeParams` layout.
       enable_dropout: dropout on (needs a "dropout" rng).
       decode: one-step autoregressive mode with the mutable "cache" collection: the first call
         with [B, T_max] tokens creates it (and returns logits of the first position only,

@@ -72,18 +72,20 @@ def test_cached_memory_and_task_rows_equal_per_example(setup):
   x, dec, index = b[F.ENCODER_INPUT_TOKENS], b[F.DECODER_INPUT_TOKENS], b[F.TASK_INDEX]
 
   def logits(enc, share):
-    encoded, mask, example = model.encode_inputs(params, enc, x, index, share_task_rows=share)
-    return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec,
-                          example.task_params, method=model.t5.decode)
+    encoded, mask, decoder = model.encode_inputs(params, enc, x, index, share_task_rows=share)
+    return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec, decoder,
+                          method=model.t5.decode)
 
   reference = jax.jit(logits, static_argnums=1)(encoding, False)
   chex.assert_trees_all_close(jax.jit(logits, static_argnums=1)(cached, False), reference,
                               atol=1e-5, rtol=0)
-  shared = model.encode_inputs(params, cached, x, index, share_task_rows=True)[2].task_params
-  assert shared.decoder_self.ia3.key.shape[0] == 8 and shared.decoder_cross.shared is not None
+  shared = model.encode_inputs(params, cached, x, index, share_task_rows=True)[2]
+  assert shared.decoder_self.modules.ia3.key.shape[0] == 8
+  assert shared.decoder_cross.shared_kv is not None
   chex.assert_trees_all_close(jax.jit(logits, static_argnums=1)(cached, True), reference,
                               atol=1e-5, rtol=0)
   for options in ({"method": "greedy"}, {"method": "beam", "num_beams": 2}):
     generate = jax.jit(lambda p, e, o=options: model.generate(p, e, x, index, max_decode_len=4,
                                                               **o))
     np.testing.assert_array_equal(generate(params, cached), generate(params, encoding))
+

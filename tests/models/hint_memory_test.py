@@ -8,7 +8,7 @@ import pytest
 
 from hint_jax.data import features
 from hint_jax.models import hint
-from hint_jax.peft import spec
+from hint_jax.peft import spec, task_rows
 
 F = features
 # HINT_ALL generates LoRA on every projection, so the cross-attention keys/values of the cached
@@ -76,7 +76,7 @@ def test_without_fusion_nothing_is_cached():
 
 def test_shared_memory_rows_give_the_same_model(setup):
   """Many examples of few tasks: the decoder reads the [U, ...] task rows through the index
-  (`spec.SharedKV`) instead of per-example copies, with the same logits and generations."""
+  (`task_rows.DecodeSite`) instead of per-example copies, with the same logits and generations."""
   config, model, params, _, _, _ = setup
   b = hint_tiny.batch(seed=3, num_examples=8, num_tasks=2)
   encoding = model.encode_task(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
@@ -84,13 +84,14 @@ def test_shared_memory_rows_give_the_same_model(setup):
   x, dec, index = b[F.ENCODER_INPUT_TOKENS], b[F.DECODER_INPUT_TOKENS], b[F.TASK_INDEX]
 
   def logits(enc, share):
-    encoded, mask, example = model.encode_inputs(params, enc, x, index, share_task_rows=share)
-    return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec,
-                          example.task_params, method=model.t5.decode)
+    encoded, mask, decoder = model.encode_inputs(params, enc, x, index, share_task_rows=share)
+    return model.t5.apply({"params": params["backbone"]}, encoded, mask, dec, decoder,
+                          method=model.t5.decode)
 
   shared_site = model.encode_inputs(params, cached, x, index, share_task_rows=True)[2]
-  shared = shared_site.task_params.decoder_cross.shared
-  assert shared.key.shape[0] == 2 and shared.index.shape == (8, config.t5.num_decoder_layers)
+  shared = shared_site.decoder_cross
+  assert shared.shared_kv.key.shape[0] == 2
+  assert shared.index.shape == (8, config.t5.num_decoder_layers)
   chex.assert_trees_all_close(logits(cached, True), logits(encoding, False), atol=1e-5, rtol=0)
   for options in ({"method": "greedy"}, {"method": "beam", "num_beams": 3}):
     generate = jax.jit(lambda p, e, o=options: model.generate(p, e, x, index, max_decode_len=5,
@@ -99,18 +100,25 @@ def test_shared_memory_rows_give_the_same_model(setup):
 
 
 def test_repeat_examples_keeps_shared_task_rows():
-  shared = spec.SharedKV(key=jnp.zeros((2, 1, 3, 1, 1)), value=jnp.zeros((2, 1, 3, 1, 1)),
-                         mask=jnp.ones((2, 1, 3), bool), index=jnp.array([[0], [1], [1]]))
-  site = spec.SiteParams(prefix=spec.PrefixKV(jnp.arange(3.0).reshape(3, 1, 1, 1, 1),
-                                              jnp.zeros((3, 1, 1, 1, 1))), shared=shared)
+  shared = task_rows.MaskedKV(key=jnp.zeros((2, 1, 3, 1, 1)), value=jnp.zeros((2, 1, 3, 1, 1)),
+                              mask=jnp.ones((2, 1, 3), bool))
+  lora = {"query": spec.LowRank(jnp.arange(3.0).reshape(3, 1, 1, 1), jnp.zeros((3, 1, 1, 1)))}
   rows = spec.Bottleneck(jnp.zeros((2, 1, 4, 2)), jnp.zeros((2, 1, 2)), jnp.zeros((2, 1, 2, 4)),
-                         jnp.zeros((2, 1, 4)), index=jnp.array([[1], [0], [1]]))
+                         jnp.zeros((2, 1, 4)))
   empty = spec.SiteParams()
-  self_site = spec.repeat_examples(spec.TaskParams(empty, spec.SiteParams(adapter=rows), empty),
-                                   2).decoder_self
-  np.testing.assert_array_equal(self_site.adapter.index[:, 0], [1, 1, 0, 0, 1, 1])
-  assert self_site.adapter.down.shape[0] == 2
-  repeated = spec.repeat_examples(spec.TaskParams(empty, empty, site), 2).decoder_cross
-  np.testing.assert_array_equal(repeated.prefix.key[:, 0, 0, 0, 0], [0, 0, 1, 1, 2, 2])
-  np.testing.assert_array_equal(repeated.shared.index[:, 0], [0, 0, 1, 1, 1, 1])
-  assert repeated.shared.key.shape[0] == 2
+  self_site = task_rows.DecodeSite(empty, spec.SiteParams(adapter=rows),
+                                   index=jnp.array([[1], [0], [1]]))
+  cross_site = task_rows.DecodeSite(spec.SiteParams(lora=lora), empty, shared,
+                                    index=jnp.array([[0], [1], [1]]))
+  repeated = task_rows.repeat_examples(task_rows.DecodeParams(self_site, cross_site), 2)
+  np.testing.assert_array_equal(repeated.decoder_self.index[:, 0], [1, 1, 0, 0, 1, 1])
+  assert repeated.decoder_self.adapter()[0].down.shape[0] == 2
+  cross = repeated.decoder_cross
+  np.testing.assert_array_equal(cross.modules.lora["query"].a[:, 0, 0, 0], [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(cross.index[:, 0], [0, 0, 1, 1, 1, 1])
+  assert cross.shared_kv.key.shape[0] == 2
+  # Without an index the keys/values are per example, and repeated with them.
+  per_example = task_rows.DecodeSite(empty, empty, task_rows.masked(
+      spec.PrefixKV(jnp.arange(3.0).reshape(3, 1, 1, 1, 1), jnp.zeros((3, 1, 1, 1, 1)))))
+  again = task_rows.repeat_examples(task_rows.DecodeParams(per_example, per_example), 2)
+  np.testing.assert_array_equal(again.decoder_cross.prefix.key[:, 0, 0, 0, 0], [0, 0, 1, 1, 2, 2])

@@ -116,7 +116,7 @@ def test_cached_decoding_with_prefixes_equals_full_forward(hint_model):
   encoding = hint_tiny.jitted(HINT, "encode_task")(params, b[F.HYPER_ENCODER_INPUT_TOKENS])
   assert encoding.task_params.decoder_self.prefix is not None
   assert encoding.task_params.decoder_cross.prefix is not None
-  encoded, mask, example = hint_tiny.jitted(HINT, "encode_inputs")(
+  encoded, mask, decoder = hint_tiny.jitted(HINT, "encode_inputs")(
       params, encoding, b[F.ENCODER_INPUT_TOKENS], b[F.TASK_INDEX])
   full = hint_tiny.forward(HINT, params, b)
   tokens_BT = b[F.DECODER_INPUT_TOKENS]
@@ -125,7 +125,7 @@ def test_cached_decoding_with_prefixes_equals_full_forward(hint_model):
   @jax.jit
   def step(cache, token_BX):
     variables = backbone if cache is None else dict(backbone, cache=cache)
-    return model.t5.apply(variables, encoded, mask, token_BX, example.task_params, False, True,
+    return model.t5.apply(variables, encoded, mask, token_BX, decoder, False, True,
                           method=t5_model.T5.decode, mutable=["cache"])
 
   cache = step(None, tokens_BT)[1]["cache"]

@@ -52,7 +52,7 @@ def test_adapter_task_rows_equal_per_example_copies():
   rows = spec.Bottleneck(down=_normal(3, 12, 4), down_bias=_normal(3, 4), up=_normal(3, 4, 12),
                          up_bias=_normal(3, 12))
   copies = jax.tree.map(lambda x: jnp.take(jnp.asarray(x), index, axis=0), rows)
-  np.testing.assert_allclose(adapter.adapter_output(jnp.asarray(u), rows.replace(index=index)),
+  np.testing.assert_allclose(adapter.adapter_output(jnp.asarray(u), rows, index),
                              adapter.adapter_output(jnp.asarray(u), copies), rtol=1e-5, atol=1e-5)
 
 
@@ -80,7 +80,7 @@ def test_append_memory_keeps_padding_invisible():
   np.testing.assert_array_equal(joined.key, np.concatenate([gen.key, memory.key], 2))
   assert joined.mask.shape == (B, 2, 5) and joined.mask[:, :, :3].all()
   np.testing.assert_array_equal(joined.mask[:, 1, 3:], mask_BI > 0)
-  one_layer = spec.layer_slice(spec.SiteParams(prefix=joined), 1).prefix
+  one_layer = spec.layer_slice(joined, 1)
   bias = jnp.full((B, 1, 4, L), -5.0)
   extended = prefix.extend_bias(bias, one_layer)
   assert extended.shape == (B, 1, 4, 5 + L)
