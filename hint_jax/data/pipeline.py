@@ -12,7 +12,7 @@ pretraining text is read up to a document limit (see tasks/pretrain.py).
 import dataclasses
 import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -114,9 +114,35 @@ def load_source(name: str, split: str) -> Source:
   return Source(name, tuple(t for t, _ in rates), examples, quotas)
 
 
-def epoch_order(source: Source, seed: int, epoch: int) -> np.ndarray:
-  """[E, 2] (task, example) pairs of one mixture epoch; a pure function of (seed, epoch)."""
-  parts = []
+def instruction_ids(source: Source) -> list[np.ndarray]:
+  """Per task, an id per example such that equal ids mean equal instruction tokens."""
+  return [np.unique([e[F.INSTRUCTION].tobytes() for e in exs], return_inverse=True)[1]
+          .astype(np.int64) for exs in source.examples]
+
+
+def _group_chunks(idx: np.ndarray, keys: np.ndarray, group_size: int) -> np.ndarray:
+  """Reorders a task's epoch indices so equal instructions are adjacent (random order within
+  each instruction kept) and returns [N] chunk numbers: runs of `group_size` examples sharing
+  one instruction (a run's last chunk may be shorter)."""
+  sort = np.argsort(keys[idx], kind="stable")
+  idx[:] = idx[sort]
+  k = keys[idx]
+  run_start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+  run_of = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1
+  pos_in_run = np.arange(len(idx)) - run_start[run_of]
+  return np.cumsum(pos_in_run % group_size == 0) - 1
+
+
+def epoch_order(source: Source, seed: int, epoch: int, group_size: int = 1,
+                keys: Sequence[np.ndarray] | None = None) -> np.ndarray:
+  """[E, 2] (task, example) pairs of one mixture epoch; a pure function of (seed, epoch).
+
+  With `group_size` g > 1 the epoch is shuffled in chunks of g examples of one task sharing an
+  instruction (`keys`: `instruction_ids(source)`), so a batch of B holds about B / g distinct
+  instructions and HINT's hypernetwork encodes that many rows, not B. Every epoch still holds
+  the same examples; only their order changes.
+  """
+  parts, chunks, num_chunks = [], [], 0
   for t, (exs, quota) in enumerate(zip(source.examples, source.quotas)):
     pos = np.arange(epoch * quota, (epoch + 1) * quota, dtype=np.int64)
     task_epoch, within = np.divmod(pos, len(exs))
@@ -125,9 +151,18 @@ def epoch_order(source: Source, seed: int, epoch: int) -> np.ndarray:
       perm = np.random.default_rng([seed, t, int(te)]).permutation(len(exs))
       sel = task_epoch == te
       idx[sel] = perm[within[sel]]
+    if group_size > 1:
+      chunk = _group_chunks(idx, keys[t], group_size) + num_chunks
+      num_chunks = int(chunk[-1]) + 1 if len(chunk) else num_chunks
+      chunks.append(chunk)
     parts.append(np.stack([np.full_like(idx, t), idx], axis=1))
   order = np.concatenate(parts)
-  return order[np.random.default_rng([seed, 1 << 20, epoch]).permutation(len(order))]
+  rng = np.random.default_rng([seed, 1 << 20, epoch])
+  if group_size == 1:
+    return order[rng.permutation(len(order))]
+  chunk_of = np.concatenate(chunks)
+  rank = rng.permutation(num_chunks)
+  return order[np.argsort(rank[chunk_of], kind="stable")]
 
 
 def _check_sharding(batch_size: int, shard_id: int, num_shards: int) -> int:
@@ -148,18 +183,23 @@ class TrainIterator:
 
   def __init__(self, source: Source, feature_lengths: Mapping[str, int], batch_size: int,
                seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
-               converter: str = "hint", num_task_rows: int | None = None):
+               converter: str = "hint", num_task_rows: int | None = None,
+               group_size: int = 1):
     self.source, self.lengths, self.batch_size = source, dict(feature_lengths), batch_size
     self.seed, self.shard_id, self.converter = seed, shard_id, converter
     self.local_batch_size = _check_sharding(batch_size, shard_id, num_shards)
-    self.num_task_rows = num_task_rows
+    self.num_task_rows, self.group_size = num_task_rows, group_size
+    if group_size < 1:
+      raise ValueError(f"group_size must be >= 1, got {group_size}")
+    self._keys = instruction_ids(source) if group_size > 1 else None
     self.step = start_step
     self.stats = converters.ConvertStats()
     self._epoch_cache: tuple[int, np.ndarray] | None = None
 
   def _order(self, epoch: int) -> np.ndarray:
     if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-      self._epoch_cache = (epoch, epoch_order(self.source, self.seed, epoch))
+      self._epoch_cache = (epoch, epoch_order(self.source, self.seed, epoch, self.group_size,
+                                              self._keys))
     return self._epoch_cache[1]
 
   def examples_at(self, step: int) -> list[dict]:
@@ -176,8 +216,12 @@ class TrainIterator:
     return self
 
   def __next__(self) -> Batch:
-    batch, stats = converters.convert(self.converter, self.examples_at(self.step), self.lengths,
-                                      self.num_task_rows)
+    examples = self.examples_at(self.step)
+    rows = self.num_task_rows
+    if self.group_size > 1 and rows is not None and rows < len(
+        {e[F.INSTRUCTION].tobytes() for e in examples}):
+      rows = None  # a rare batch of more distinct instructions: a full-size table (own shape)
+    batch, stats = converters.convert(self.converter, examples, self.lengths, rows)
     record_stats(self, stats)
     return batch
 
@@ -194,7 +238,8 @@ def record_stats(iterator, stats: converters.ConvertStats) -> None:
 
 def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,
                    seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
-                   converter: str = "hint", num_task_rows: int | None = None) -> TrainIterator:
+                   converter: str = "hint", num_task_rows: int | None = None,
+                   group_size: int = 1) -> TrainIterator:
   """Deterministic, repeating, shuffled training batches of a task or mixture.
 
   Args:
@@ -206,13 +251,16 @@ def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], ba
     shard_id: index of this process; num_shards: number of processes.
     start_step: first step to produce (resume).
     converter: "hint" or "concat".
-    num_task_rows: rows of the HINT instruction table (default: the local batch size).
+    num_task_rows: rows of the HINT instruction table (default: the local batch size). With
+      `group_size` > 1, a batch with more distinct instructions than this gets a full-size
+      table (a second batch shape, compiled once by the trainer).
+    group_size: shuffle in runs of this many examples sharing an instruction (`epoch_order`).
 
   Returns:
     A `TrainIterator` yielding dicts of numpy arrays with local batch size B / num_shards.
   """
   return TrainIterator(load_source(name, split), feature_lengths, batch_size, seed, shard_id,
-                       num_shards, start_step, converter, num_task_rows)
+                       num_shards, start_step, converter, num_task_rows, group_size)
 
 
 @dataclasses.dataclass

@@ -350,17 +350,17 @@ def _run(cfg, state, step_fn, batches, data_step: int, setup: Setup, ckpt, repor
   first = int(jax.device_get(state.step)) + 1
   if first > cfg.train_steps:
     return state
-  flops, peak = None, cfg.peak_flops
-  tracker = None
+  tracker, compiled = None, {}
   for step in range(first, cfg.train_steps + 1):
     local = next(batches)
     batch = setup.to_global(local)
-    if tracker is None:  # compile once, ahead of time, to read the step's FLOPs as well
-      step_fn = step_fn.lower(state, batch).compile()
-      flops = metrics_lib.compiled_flops(step_fn)
-      peak = peak or metrics_lib.measure_peak_flops()
-      tracker = _Tracker(cfg, reporter, flops, peak, ckpt)
-    state, m = step_fn(state, batch)
+    shapes = tuple((k, v.shape) for k, v in sorted(batch.items()))
+    if shapes not in compiled:  # ahead of time, once per batch shape (a grouped HINT stream's
+      compiled[shapes] = step_fn.lower(state, batch).compile()  # rare full-size table)
+    if tracker is None:  # the FLOPs of the first shape's step
+      tracker = _Tracker(cfg, reporter, metrics_lib.compiled_flops(compiled[shapes]),
+                         cfg.peak_flops or metrics_lib.measure_peak_flops(), ckpt)
+    state, m = compiled[shapes](state, batch)
     tracker.push(step, m, metrics_lib.count_tokens(local), metrics_lib.count_examples(local))
     tracker.flush(keep_last=True)
     period = cfg.checkpoint.period

@@ -112,3 +112,35 @@ def test_truncation_is_logged_and_counted(caplog):
     next(it)
   assert it.stats.examples == 16 and it.stats.truncated[F.INSTRUCTION] == 16
   assert sum("truncating over-long sequences" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_grouped_epoch_same_examples_fewer_instructions_per_batch():
+  source = pipeline.load_source("synthetic_hint", "train")
+  keys = pipeline.instruction_ids(source)
+  plain = pipeline.epoch_order(source, seed=3, epoch=1)
+  grouped = pipeline.epoch_order(source, seed=3, epoch=1, group_size=8, keys=keys)
+  assert sorted(map(tuple, grouped)) == sorted(map(tuple, plain))  # same examples, new order
+  np.testing.assert_array_equal(
+      grouped, pipeline.epoch_order(source, seed=3, epoch=1, group_size=8, keys=keys))
+
+  def distinct(order):  # distinct instructions per batch of 64
+    ids = np.array([keys[t][i] * 1000 + t for t, i in order])
+    return [len(set(ids[s:s + 64])) for s in range(0, len(ids) - 63, 64)]
+
+  assert max(distinct(grouped)) <= 64 // 8 + 4 < min(distinct(plain))
+
+
+def test_grouped_batches_fall_back_to_a_full_table_when_rows_run_out():
+  it = pipeline.train_iterator("synthetic_hint", "train", LENGTHS, 32, seed=0, group_size=4,
+                               num_task_rows=8)
+  shapes = set()
+  for _ in range(30):
+    examples = it.examples_at(it.step)
+    batch = next(it)
+    shapes.add(batch[F.HYPER_ENCODER_INPUT_TOKENS].shape[0])
+    rows = batch[F.HYPER_ENCODER_INPUT_TOKENS][batch[F.TASK_INDEX]]
+    for row, ex in zip(rows, examples):
+      np.testing.assert_array_equal(row[:len(ex[F.INSTRUCTION])], ex[F.INSTRUCTION])
+  assert shapes == {8, 32}  # often <= 8 distinct instructions; a full table when not
+  with pytest.raises(ValueError, match="group_size must be >= 1"):
+    pipeline.train_iterator("synthetic_hint", "train", LENGTHS, 8, group_size=0)

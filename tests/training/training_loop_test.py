@@ -198,3 +198,22 @@ def test_checkpoint_params_read_straight_into_sharded_targets(tmp_path, monkeypa
     assert v.dtype == jnp.bfloat16 and v.sharding == want.sharding, k
     np.testing.assert_array_equal(np.asarray(v), eager[k].astype(jnp.bfloat16), err_msg=k)
   assert any(not v.sharding.is_fully_replicated for v in jax.tree.leaves(got))
+
+
+def test_batches_of_two_table_sizes_train_like_one(tmp_path):
+  """A grouped HINT stream sends a rare batch with a full-size instruction table: the trainer
+  compiles that shape too, and unused (all-zero) table rows change nothing."""
+  data = toy_model.source()
+
+  def padded(start, shard):
+    for i, b in enumerate(data(start, shard), start):
+      if i % 2:
+        table = b[F.HYPER_ENCODER_INPUT_TOKENS]
+        b = {**b, F.HYPER_ENCODER_INPUT_TOKENS: np.concatenate([table, np.zeros_like(table)])}
+      yield b
+
+  one = loop.train(_cfg(tmp_path / "a", 5), toy_model.ToyModel(dropout=False), data)
+  two = loop.train(_cfg(tmp_path / "b", 5), toy_model.ToyModel(dropout=False), padded)
+  fa, fb = _flat(one.params()), _flat(two.params())
+  for k in fa:
+    np.testing.assert_allclose(fa[k], fb[k], rtol=1e-5, atol=1e-6, err_msg=k)
