@@ -42,12 +42,14 @@ class Component:
     out: generator output width per row.
     transpose: the leaf is [out, rows] rather than [rows, out] (before the final reshape).
     sites: (site name, number of layers) for every site holding the leaf, in `spec.SITES` order.
+    zero_init: its generator's final layer starts at zero (`peft.kinds.Kind.zero_init`).
   """
   name: str
   rows: int
   out: int
   transpose: bool
   sites: tuple[tuple[str, int], ...]
+  zero_init: bool = False
 
   @property
   def num_slots(self) -> int:
@@ -75,7 +77,8 @@ def components(peft: spec.PeftConfig, dims: spec.BackboneDims) -> tuple[Componen
   for site_name in spec.SITES:
     for name, (kind, field, shape) in _site_leaves(getattr(shapes, site_name)).items():
       rows, out, transpose = kind.layout(field, shape[2:])
-      entry = found.setdefault(name, {"rows": rows, "out": out, "transpose": transpose, "sites": ()})
+      entry = found.setdefault(name, {"rows": rows, "out": out, "transpose": transpose,
+                                      "sites": (), "zero_init": kind.zero_init})
       if (entry["rows"], entry["out"]) != (rows, out):
         raise ValueError(f"component {name} differs between sites: {entry} vs {(rows, out)}")
       entry["sites"] += ((site_name, shape[1]),)

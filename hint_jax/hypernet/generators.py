@@ -24,14 +24,20 @@ class GeneratorWeights(NamedTuple):
 class GeneratorMLP(nn.Module):
   """`gelu(x @ wi) @ wo / sqrt(D)`, no biases (D -> D -> out), as published.
 
+  Both kernels start fan-in scaled (truncated normal), as the original's, except `wo` of a
+  `zero_init` generator (IA3's, `peft.kinds.Ia3`), which starts at zero: it then generates
+  exactly zeros until trained (its own gradient is `hidden^T @ d out`, not zero).
+
   Attributes:
     out_features: output width per pooled vector.
     dropout_rate: dropout on the hidden layer (generator dropout).
     dtype: compute dtype; the result is returned in float32.
+    zero_init: `wo` starts at zero.
   """
   out_features: int
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  zero_init: bool = False
 
   @nn.compact
   def weights(self, d_model: int) -> GeneratorWeights:
@@ -41,7 +47,8 @@ class GeneratorMLP(nn.Module):
                     (d_model, d_model), jnp.float32)
     # The hidden width equals D; it is named `embed` here so that `mlp` and `hyper_out`, both
     # mapped to the model axis, never meet in one kernel.
-    wo = self.param("wo", nn.with_logical_partitioning(init, (axes.EMBED, axes.HYPER_OUT)),
+    init_wo = nn.initializers.zeros if self.zero_init else init
+    wo = self.param("wo", nn.with_logical_partitioning(init_wo, (axes.EMBED, axes.HYPER_OUT)),
                     (d_model, self.out_features), jnp.float32)
     return GeneratorWeights(wi, wo)
 

@@ -67,7 +67,8 @@ class Hypernet(nn.Module):
     generated = {}
     for i, c in enumerate(comps):
       table_QD = self.param(f"embed_{c.name}", init, (c.num_queries, d), jnp.float32)
-      gen_w = generators.GeneratorMLP(out_features=c.out, name=f"gen_{c.name}").weights(d)
+      gen_w = generators.GeneratorMLP(out_features=c.out, zero_init=c.zero_init,
+                                      name=f"gen_{c.name}").weights(d)
       rng_c = None if rng is None else jax.random.fold_in(rng, i)
       rows = self._generate(c, table_QD, pool_w, gen_w, kv, rng_c)
       generated[c.name] = rows.reshape(rows.shape[0], c.num_slots, c.rows, c.out)

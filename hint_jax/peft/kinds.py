@@ -39,6 +39,8 @@ class Kind:
     transposed: fields whose generated rows are the leaf's second axis (see `layout`).
     acts_on_kv: it changes projected cross-attention keys/values, so the cached instruction
       memory (`HintModel.cache_memory`) is projected with it.
+    zero_init: its generators' final layer starts at zero, so a fresh hypernetwork generates
+      exactly zeros for it (`hypernet.generators.GeneratorMLP`).
   """
   name: str = ""
   config_field: str = ""
@@ -47,6 +49,7 @@ class Kind:
   field_names: tuple[str, ...] = ()
   transposed: tuple[str, ...] = ()
   acts_on_kv: bool = False
+  zero_init: bool = False
 
   def enabled(self, peft: spec.PeftConfig) -> bool:
     return getattr(peft, self.config_field) is not None
@@ -209,11 +212,16 @@ class Lora(Kind):
 
 class Ia3(Kind):
   """IA3 rescaling vectors (Liu et al. 2022) of keys, values and the FFN hidden activation
-  (`peft/ia3.py`). Generated as `1 + generator output`: a zero output is the identity scaling
-  the IA3 paper initialises its vectors to."""
+  (`peft/ia3.py`). Generated as `1 + generator output`, with the generators' final layer
+  zero-initialised (`zero_init`): a fresh model scales by exactly 1, the identity the IA3 paper
+  initialises its vectors to, so it starts as the backbone (the usual IA3 / LoRA-B convention;
+  the gradient of that final layer is not zero, so the vectors still learn). Adapters, prefixes
+  and LoRA keep the original's fan-in init of every generator layer: they start small, not
+  zero."""
   name, config_field, config_cls, leaf_cls = "ia3", "ia3", spec.Ia3Config, spec.Scaling
   field_names = ("key", "value", "mlp")
   acts_on_kv = True
+  zero_init = True
 
   def shapes(self, peft, dims, site, lead):
     if peft.ia3 is None:

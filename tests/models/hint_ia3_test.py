@@ -2,6 +2,7 @@
 import dataclasses
 
 import chex
+import flax.linen as nn
 import hint_tiny
 import jax
 import numpy as np
@@ -89,3 +90,23 @@ def test_cached_memory_and_task_rows_equal_per_example(setup):
                                                               **o))
     np.testing.assert_array_equal(generate(params, cached), generate(params, encoding))
 
+
+def test_fresh_ia3_is_exactly_the_backbone():
+  """IA3 generators start with a zero final layer (`peft.kinds.Ia3.zero_init`): a freshly
+  initialised HINT with only IA3 scales by exactly 1, so its logits are bitwise the backbone's;
+  the final layers still get gradients, so the vectors learn."""
+  config = dataclasses.replace(IA3_ONLY, fusion=False)
+  model = hint_tiny.model(config)
+  b = hint_tiny.batch(num_examples=3, num_tasks=2)
+  params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), b))
+  generators = {k: v for k, v in params["hypernet"].items() if k.startswith("gen_ia3_")}
+  assert set(generators) == {"gen_ia3_key", "gen_ia3_value", "gen_ia3_mlp"}
+  assert all(not np.any(g["wo"]) and np.any(g["wi"]) for g in generators.values())
+  logits = jax.jit(model.forward)(params, b)
+  backbone = jax.jit(model.t5.apply)({"params": params["backbone"]}, b[F.ENCODER_INPUT_TOKENS],
+                                     b[F.DECODER_INPUT_TOKENS])
+  assert logits.dtype == backbone.dtype
+  np.testing.assert_array_equal(logits, backbone)  # exact, not allclose
+  grads = jax.jit(jax.grad(lambda p: model.loss_fn(p, b, None)[0]))(params)
+  for name in generators:
+    assert float(np.abs(grads["hypernet"][name]["wo"]).max()) > 0, name
