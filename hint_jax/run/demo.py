@@ -74,6 +74,10 @@ class DemoConfig:
     pos_fraction: share of the synthetic training examples shown in Def+2Pos format (the
       instruction followed by two worked examples of the task, `synthetic` "Formats"); the rest
       are Def. Each model is trained once on both and evaluated in each format.
+    group_size: fine-tuning batches are shuffled in runs of this many examples of one task
+      sharing an instruction (both models; `pipeline.epoch_order`), so HINT's hypernetwork
+      encodes about batch_size / group_size instructions per step instead of ~0.75 x batch_size:
+      2.5x faster HINT steps at the same examples per step. 1: plain example shuffling.
     synthetic_per_task: training examples generated per seen synthetic task (fresh inputs
       beat repeated epochs on this suite; validation inputs never occur among them).
     pretrain_texts, pretrain_chunk: texts sampled from the offline corpus; tokens per chunk.
@@ -94,6 +98,7 @@ class DemoConfig:
   init_from_pretraining: str = "hypernet"
   sni_fraction: float = 0.05
   pos_fraction: float = 0.5
+  group_size: int = 4
   synthetic_per_task: int = 3000
   pretrain_texts: int = 3000
   pretrain_chunk: int = 40
@@ -191,8 +196,10 @@ def model_configs(cfg: DemoConfig) -> dict[str, model_config.HintConfig]:
 def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.Source,
           converter: str, steps: int, batch_size: int, model_dir: str,
           init_from: Mapping[str, np.ndarray] | None = None,
-          init_patterns: tuple[str, ...] = (".*",)) -> tuple[dict, float]:
-  """Trains from scratch (or from `init_from`) in a fresh `model_dir`.
+          init_patterns: tuple[str, ...] = (".*",), group_size: int = 1
+          ) -> tuple[dict, float]:
+  """Trains from scratch (or from `init_from`) in a fresh `model_dir`; batches in runs of
+  `group_size` examples sharing an instruction (HINT's table sized for them, plus a quarter).
 
   Returns:
     (flat {path: numpy array} params, seconds spent).
@@ -210,8 +217,10 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
 
   def data(start_step: int, shard) -> pipeline.TrainIterator:
     del shard  # one process
+    rows = batch_size // group_size * 5 // 4 if group_size > 1 and converter == "hint" else None
     return pipeline.TrainIterator(source, LENGTHS[converter], batch_size, seed=cfg.seed,
-                                  start_step=start_step, converter=converter)
+                                  start_step=start_step, converter=converter,
+                                  num_task_rows=rows, group_size=group_size)
 
   start = time.perf_counter()
   state = loop.train(trainer, baseline.build(model_cfg), data, pretrained=init_from)
@@ -270,7 +279,8 @@ def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
                                         cfg.finetune_steps, cfg.batch_size,
                                         os.path.join(out_dir, "models", model),
                                         init_from=None if patterns is None else pre,
-                                        init_patterns=patterns or (".*",))
+                                        init_patterns=patterns or (".*",),
+                                        group_size=cfg.group_size)
   header("5/6 zero-shot evaluation (true vs another task's instruction)", start)
   t0 = time.perf_counter()
   results = {"preset": preset, "config": dataclasses.asdict(cfg),
