@@ -127,9 +127,8 @@ def _group_chunks(idx: np.ndarray, keys: np.ndarray, group_size: int) -> np.ndar
   sort = np.argsort(keys[idx], kind="stable")
   idx[:] = idx[sort]
   k = keys[idx]
-  run_start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-  run_of = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1
-  pos_in_run = np.arange(len(idx)) - run_start[run_of]
+  new_run = np.r_[True, k[1:] != k[:-1]]
+  pos_in_run = np.arange(len(idx)) - np.flatnonzero(new_run)[np.cumsum(new_run) - 1]
   return np.cumsum(pos_in_run % group_size == 0) - 1
 
 
