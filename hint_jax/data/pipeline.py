@@ -114,6 +114,29 @@ def load_source(name: str, split: str) -> Source:
   return Source(name, tuple(t for t, _ in rates), examples, quotas)
 
 
+def with_instruction_vocab(source: Source, vocab) -> Source:
+  """`source` with every instruction re-tokenised from its text by `vocab` (+ its EOS), e.g. the
+  WordPiece ids a BERT instruction encoder reads (`data.wordpiece`); each distinct text once.
+
+  Raises:
+    ValueError: an example lacks `instruction_pretokenized` (the text to re-tokenise).
+  """
+  key, eos = F.INSTRUCTION + "_pretokenized", getattr(vocab, "eos_id", F.EOS_ID)
+  ids: dict[str, np.ndarray] = {}
+
+  def retokenize(ex: dict) -> dict:
+    if key not in ex:
+      raise ValueError(f"source {source.name!r}: an example has no {key!r} text to re-tokenise "
+                       "with the instruction vocabulary")
+    text = ex[key]
+    if text not in ids:
+      ids[text] = np.asarray([*vocab.encode(text), eos], np.int32)
+    return {**ex, F.INSTRUCTION: ids[text]}
+
+  examples = tuple(tuple(retokenize(ex) for ex in exs) for exs in source.examples)
+  return dataclasses.replace(source, examples=examples)
+
+
 def instruction_ids(source: Source) -> list[np.ndarray]:
   """Per task, an id per example such that equal ids mean equal instruction tokens."""
   return [np.unique([e[F.INSTRUCTION].tobytes() for e in exs], return_inverse=True)[1]
@@ -238,7 +261,7 @@ def record_stats(iterator, stats: converters.ConvertStats) -> None:
 def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,
                    seed: int = 0, shard_id: int = 0, num_shards: int = 1, start_step: int = 0,
                    converter: str = "hint", num_task_rows: int | None = None,
-                   group_size: int = 1) -> TrainIterator:
+                   group_size: int = 1, instruction_vocab=None) -> TrainIterator:
   """Deterministic, repeating, shuffled training batches of a task or mixture.
 
   Args:
@@ -254,12 +277,17 @@ def train_iterator(name: str, split: str, feature_lengths: Mapping[str, int], ba
       `group_size` > 1, a batch with more distinct instructions than this gets a full-size
       table (a second batch shape, compiled once by the trainer).
     group_size: shuffle in runs of this many examples sharing an instruction (`epoch_order`).
+    instruction_vocab: tokenise instructions with this vocabulary instead of the task's
+      (`with_instruction_vocab`; a BERT instruction encoder's WordPiece).
 
   Returns:
     A `TrainIterator` yielding dicts of numpy arrays with local batch size B / num_shards.
   """
-  return TrainIterator(load_source(name, split), feature_lengths, batch_size, seed, shard_id,
-                       num_shards, start_step, converter, num_task_rows, group_size)
+  source = load_source(name, split)
+  if instruction_vocab is not None:
+    source = with_instruction_vocab(source, instruction_vocab)
+  return TrainIterator(source, feature_lengths, batch_size, seed, shard_id, num_shards,
+                       start_step, converter, num_task_rows, group_size)
 
 
 @dataclasses.dataclass
@@ -284,7 +312,7 @@ class EvalSet:
 
 def eval_set(name: str, split: str, feature_lengths: Mapping[str, int], batch_size: int,
              shard_id: int = 0, num_shards: int = 1, converter: str = "hint",
-             num_task_rows: int | None = None) -> EvalSet:
+             num_task_rows: int | None = None, instruction_vocab=None) -> EvalSet:
   """Every example of `split` once, in task order, in global batches padded at the end.
 
   Args: as for `train_iterator` (no seed: nothing is shuffled).
@@ -293,6 +321,8 @@ def eval_set(name: str, split: str, feature_lengths: Mapping[str, int], batch_si
     An `EvalSet`; iterate it for this process's batches.
   """
   source = load_source(name, split)
+  if instruction_vocab is not None:
+    source = with_instruction_vocab(source, instruction_vocab)
   examples = [ex for exs in source.examples for ex in exs]
   return batch_eval_examples(examples, feature_lengths, batch_size, shard_id, num_shards,
                              converter, num_task_rows)

@@ -5,6 +5,7 @@ import dataclasses
 
 from hint_jax.hypernet import components as components_lib
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.peft import kinds, spec
 from hint_jax.t5 import config as t5_config
 
@@ -82,9 +83,20 @@ def decoder(cfg: t5_config.T5Config, targets: int, memory: int,
   return cfg.num_decoder_layers * per_layer + _dense(targets, cfg.d_model, cfg.vocab_size)
 
 
+def bert_encoder(bert: sentence_encoder.BertConfig, d_model: int, length: int) -> int:
+  """A pretrained BERT instruction encoder over `length` tokens and its projection to d_model
+  (`sentence_encoder.InstructionEncoder`; biases, norms and softmax not counted)."""
+  e = bert.hidden_size
+  per_layer = 4 * _dense(length, e, e) + 2 * 2 * length * length * e
+  per_layer += 2 * _dense(length, e, bert.intermediate_size)
+  return bert.num_layers * per_layer + _dense(length, e, d_model)
+
+
 def hypernet(cfg: t5_config.T5Config, peft: spec.PeftConfig,
-             hyper: hypernet_config.HypernetConfig, instruction: int) -> int:
-  """Per-task cost: instruction encoding, attention pooling and generator MLPs."""
+             hyper: hypernet_config.HypernetConfig, instruction: int,
+             bert: sentence_encoder.BertConfig | None = None) -> int:
+  """Per-task cost: instruction encoding (the backbone's encoder, or `bert`), attention pooling
+  and generator MLPs."""
   d = cfg.d_model
   hk = (hyper.num_heads or cfg.num_heads) * (hyper.head_dim or cfg.head_dim)
   comps = components_lib.components(peft, cfg.dims)
@@ -92,7 +104,8 @@ def hypernet(cfg: t5_config.T5Config, peft: spec.PeftConfig,
   pool = 2 * _dense(queries, d, hk) + 2 * _dense(instruction, d, hk)
   pool += 2 * 2 * queries * instruction * hk
   gen = sum(_dense(c.num_queries, d, d) + _dense(c.num_queries, d, c.out) for c in comps)
-  return encoder(cfg, instruction) + pool + gen
+  encode = encoder(cfg, instruction) if bert is None else bert_encoder(bert, d, instruction)
+  return encode + pool + gen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +132,16 @@ def memory_projection(cfg: t5_config.T5Config, peft: spec.PeftConfig, instructio
 
 def hint_flops(cfg: t5_config.T5Config, peft: spec.PeftConfig,
                hyper: hypernet_config.HypernetConfig, lengths: Lengths,
-               fusion: bool = True, cache_memory: bool = True) -> Breakdown:
+               fusion: bool = True, cache_memory: bool = True,
+               bert: sentence_encoder.BertConfig | None = None) -> Breakdown:
   """HINT: hypernet once per task; encoder over the input only; decoder memory I + L (fusion).
+  `bert`: the pretrained instruction encoder replacing the backbone's (`HintConfig.bert`).
 
   With `cache_memory` (what the serving `Predictor` does) the instruction's cross-attention
   keys/values are projected once per task; without it, once per example (the training forward).
   """
   tp = spec.task_param_shapes(peft, cfg.dims, 1)
-  per_task = hypernet(cfg, peft, hyper, lengths.instruction)
+  per_task = hypernet(cfg, peft, hyper, lengths.instruction, bert)
   cached = lengths.instruction if fusion and cache_memory else 0
   memory = lengths.inputs + (lengths.instruction if fusion and not cache_memory else 0)
   fixed = (encoder(cfg, lengths.inputs, tp.encoder)

@@ -48,16 +48,19 @@ def concat_flops(cfg: t5_config.T5Config, lengths: flops_lib.Lengths) -> flops_l
 
 def hint_flops(cfg: t5_config.T5Config, peft: spec.PeftConfig,
                hyper: hypernet_config.HypernetConfig, lengths: flops_lib.Lengths,
-               fusion: bool = True, cache_memory: bool = True) -> flops_lib.Breakdown:
+               fusion: bool = True, cache_memory: bool = True,
+               bert=None) -> flops_lib.Breakdown:
   """HINT at batch 1: per task (instruction encoder, hypernetwork and, with `cache_memory`, the
   instruction's decoder cross-attention keys/values) and per example (`HintModel.apply`).
+  `bert`: a `sentence_encoder.BertConfig` to encode instructions with instead of the backbone.
 
   `cache_memory` runs the decoder's cache initialisation, which also decodes one position: a
   few MFLOPs more than the analytic count, which has only the projections.
   """
   model, params = _model_and_params(model_config.HintConfig(
       t5=cfg, peft=peft, hypernet=hyper, fusion=fusion,
-      max_instruction_length=max(1024, lengths.instruction)))
+      instruction_encoder="shared" if bert is None else "bert", bert=bert,
+      max_instruction_length=lengths.instruction if bert else max(1024, lengths.instruction)))
 
   def per_task(p, tokens_1I):
     encoding = model.encode_task(p, tokens_1I)

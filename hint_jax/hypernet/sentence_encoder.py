@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from hint_jax import types
+from hint_jax import axes, types
 
 _SAFETENSORS, _TORCH = "model.safetensors", "pytorch_model.bin"
 
@@ -90,12 +90,21 @@ class BertConfig:
     return jnp.dtype(self.dtype)
 
 
+def _logical(init, ndim: int):
+  """`init` with logical axes (all replicated, `axes.PRETRAINED_IN/OUT`)."""
+  return nn.with_logical_partitioning(init, (axes.PRETRAINED_IN, axes.PRETRAINED_OUT)[-ndim:])
+
+
 def _layer_norm(cfg: BertConfig, name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name=name)
+  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name=name,
+                      scale_init=_logical(nn.initializers.ones, 1),
+                      bias_init=_logical(nn.initializers.zeros, 1))
 
 
 def _dense(cfg: BertConfig, features: int, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=cfg.compute_dtype, param_dtype=jnp.float32, name=name)
+  return nn.Dense(features, dtype=cfg.compute_dtype, param_dtype=jnp.float32, name=name,
+                  kernel_init=_logical(nn.initializers.normal(0.02), 2),
+                  bias_init=_logical(nn.initializers.zeros, 1))
 
 
 class BertLayer(nn.Module):
@@ -137,8 +146,9 @@ class BertEncoder(nn.Module):
     if length > cfg.max_positions:
       raise ValueError(f"BertEncoder: input length {length} > max_positions {cfg.max_positions}")
     mask_BI = mask_BI.astype(bool)
-    embed = lambda num, name: nn.Embed(num, cfg.hidden_size, dtype=jnp.float32,
-                                       param_dtype=jnp.float32, name=name)
+    embed = lambda num, name: nn.Embed(
+        num, cfg.hidden_size, dtype=jnp.float32, param_dtype=jnp.float32, name=name,
+        embedding_init=_logical(nn.initializers.normal(0.02), 2))
     x_BID = (embed(cfg.vocab_size, "word_embeddings")(ids_BI)
              + embed(cfg.max_positions, "position_embeddings")(jnp.arange(length))[None]
              + embed(cfg.type_vocab_size, "token_type_embeddings")(jnp.zeros_like(ids_BI)))
@@ -148,10 +158,28 @@ class BertEncoder(nn.Module):
     return jnp.where(mask_BI[..., None], x_BID, 0).astype(cfg.compute_dtype)
 
 
+class InstructionEncoder(nn.Module):
+  """The pretrained instruction encoder of HINT (`HintConfig.instruction_encoder="bert"`):
+  `BertEncoder` ("encoder", loadable with `load_hf_weights`) then a bias-free projection
+  ("projection", fresh) from its width to the backbone's d_model. Padding rows stay zero.
+  """
+  config: BertConfig
+  d_model: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, ids_BI: types.Array, mask_BI: types.Array) -> types.Array:
+    h_BIE = BertEncoder(self.config, name="encoder")(ids_BI, mask_BI)
+    kernel_init = nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                               (axes.PRETRAINED_IN, axes.EMBED))
+    return nn.Dense(self.d_model, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                    kernel_init=kernel_init, name="projection")(h_BIE)
+
+
 def param_shapes(cfg: BertConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{our param path: shape} of `BertEncoder(cfg)`, traced abstractly (no weights made)."""
   ids = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  shapes = jax.eval_shape(BertEncoder(cfg).init, jax.random.key(0), ids, ids)["params"]
+  shapes = nn.unbox(jax.eval_shape(BertEncoder(cfg).init, jax.random.key(0), ids, ids))["params"]
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes).items()}
 
 

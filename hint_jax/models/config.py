@@ -5,10 +5,11 @@ import dataclasses
 
 from hint_jax.data import features as F
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.peft import spec
 from hint_jax.t5 import config as t5_config
 
-INSTRUCTION_ENCODERS = ("shared", "separate")
+INSTRUCTION_ENCODERS = ("shared", "separate", "bert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +26,11 @@ class HintConfig:
       cross-attends to both (mask = both padding masks).
     instruction_encoder: "shared" = the backbone's own encoder, run without adapters or prefixes
       (published); "separate" = a copy of the T5 encoder (token embedding included) under
-      `params["hypernet"]["instruction_encoder"]`, initialised from the same pretrained weights.
+      `params["hypernet"]["instruction_encoder"]`, initialised from the same pretrained weights;
+      "bert" = a pretrained BERT-family sentence encoder (`bert`, e.g. all-MiniLM-L6-v2) plus a
+      fresh projection to d_model, under the same key (`sentence_encoder.InstructionEncoder`);
+      its instructions are WordPiece ids (`data.wordpiece`), not the backbone's vocabulary.
+    bert: the BERT encoder's sizes; set exactly when `instruction_encoder == "bert"`.
     max_instruction_length: static instruction length I the model accepts. The data side
       truncates longer instructions and counts them; the model raises on a longer table rather
       than truncating silently. An EOS-only instruction is valid.
@@ -44,6 +49,7 @@ class HintConfig:
       default_factory=hypernet_config.HypernetConfig)
   fusion: bool = True
   instruction_encoder: str = "shared"
+  bert: sentence_encoder.BertConfig | None = None
   max_instruction_length: int = 1024
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
@@ -53,6 +59,13 @@ class HintConfig:
     if self.instruction_encoder not in INSTRUCTION_ENCODERS:
       raise ValueError(f"HintConfig.instruction_encoder must be one of {INSTRUCTION_ENCODERS}, "
                        f"got {self.instruction_encoder!r}")
+    if (self.instruction_encoder == "bert") != (self.bert is not None):
+      raise ValueError("HintConfig: set `bert` (the BERT encoder's sizes) exactly when "
+                       f"instruction_encoder='bert'; got instruction_encoder="
+                       f"{self.instruction_encoder!r} with bert={self.bert}")
+    if self.bert is not None and self.max_instruction_length > self.bert.max_positions:
+      raise ValueError(f"HintConfig.max_instruction_length {self.max_instruction_length} exceeds "
+                       f"the BERT encoder's max_positions {self.bert.max_positions}")
     if self.hypernet is None and self.peft.enabled:
       raise ValueError(f"HintConfig: peft={self.peft} generates modules but hypernet is None")
     if self.hypernet is not None and not self.peft.enabled:

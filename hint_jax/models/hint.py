@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from hint_jax import types
 from hint_jax.data import features
 from hint_jax.hypernet import model as hypernet_lib
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.models import config as config_lib
 from hint_jax.models import groups, losses
 from hint_jax.peft import kinds, spec, task_rows
@@ -37,7 +38,8 @@ from hint_jax.t5 import model as t5_model
 
 BACKBONE = groups.BACKBONE
 HYPERNET = groups.HYPERNET
-INSTRUCTION_ENCODER = "instruction_encoder"  # key of the separate copy under params["hypernet"]
+# Key of a separate instruction encoder (T5 copy or BERT + projection) under params["hypernet"].
+INSTRUCTION_ENCODER = "instruction_encoder"
 
 
 class TaskEncoding(NamedTuple):
@@ -81,6 +83,10 @@ class HintModel:
     if config.hypernet is not None:
       self.hypernet = hypernet_lib.Hypernet(config.hypernet, config.peft, config.t5.dims,
                                             dtype=config.t5.compute_dtype)
+    self.bert = None
+    if config.bert is not None:
+      self.bert = sentence_encoder.InstructionEncoder(config.bert, config.t5.d_model,
+                                                      dtype=config.t5.compute_dtype)
 
   # ---- parameters ----------------------------------------------------------------------------
 
@@ -108,6 +114,9 @@ class HintModel:
       enc_1L = jnp.asarray(batch[features.ENCODER_INPUT_TOKENS])[:1]
       hyper[INSTRUCTION_ENCODER] = self.t5.init(rng_encoder, enc_1L,
                                                 method=t5_model.T5.encode)["params"]
+    elif self.config.uses_instruction and self.bert is not None:
+      ids_11 = jnp.ones((1, 1), jnp.int32)
+      hyper[INSTRUCTION_ENCODER] = self.bert.init(rng_encoder, ids_11, ids_11 > 0)["params"]
     return hyper
 
   def init_generator(self, rng_init: types.PRNGKey) -> dict:
@@ -131,6 +140,11 @@ class HintModel:
       raise ValueError(f"instruction length {instruction_tokens_TI.shape[-1]} exceeds "
                        f"max_instruction_length={self.config.max_instruction_length}; truncate "
                        "(and count) in the data pipeline")
+    mask_TI = instruction_tokens_TI > 0
+    if self.bert is not None:  # WordPiece ids; pretrained BERT, projected to d_model
+      encoded_TID = self.bert.apply({"params": params[HYPERNET][INSTRUCTION_ENCODER]},
+                                    instruction_tokens_TI, mask_TI)
+      return encoded_TID * mask_TI[..., None].astype(encoded_TID.dtype), mask_TI
     if self.config.instruction_encoder == "shared":
       encoder_params = params[BACKBONE]  # the backbone's encoder, no adapters or prefixes
     else:
@@ -138,7 +152,6 @@ class HintModel:
     encoded_TID = self.t5.apply({"params": encoder_params}, instruction_tokens_TI, None,
                                 rng_dropout is not None, method=t5_model.T5.encode,
                                 rngs=_rngs(rng_dropout))
-    mask_TI = instruction_tokens_TI > 0
     return encoded_TID * mask_TI[..., None].astype(encoded_TID.dtype), mask_TI
 
   def encode_task(self, params: types.PyTree, instruction_tokens_TI: jax.Array | None,

@@ -16,6 +16,7 @@ from hint_jax.training import batches, checkpoint, partial_restore
 from hint_jax.training import signature as signature_lib
 
 INSTRUCTION_ENCODER_PREFIX = "hypernet/" + hint.INSTRUCTION_ENCODER + "/"
+BERT_PREFIX = INSTRUCTION_ENCODER_PREFIX + "encoder/"  # the BERT inside `InstructionEncoder`
 _LOG = logging.getLogger(__name__)
 
 
@@ -36,6 +37,9 @@ class DataConfig:
       the dataset size) instead of tokenizing every task into memory (`data/pipeline.py`).
       Same batch format; a different (equally deterministic) example order. Evaluation sets
       are always read in memory.
+    instruction_vocab: a WordPiece vocabulary (`vocab.txt`, or the model folder holding it) to
+      tokenise instructions with, from their text, instead of the task's vocabulary: what a
+      model with a BERT instruction encoder (`HintConfig.bert`) reads. In-memory data only.
   """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
@@ -45,15 +49,55 @@ class DataConfig:
   converter: str = "hint"
   num_task_rows: int | None = None
   cache_dir: str | None = None
+  instruction_vocab: str | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "task_feature_lengths", dict(self.task_feature_lengths))
     if self.batch_size < 1:
       raise ValueError(f"DataConfig.batch_size must be >= 1, got {self.batch_size}")
+    if self.cache_dir and self.instruction_vocab:
+      raise ValueError("DataConfig: instruction_vocab re-tokenises instructions in memory; the "
+                       "streaming cache (cache_dir) stores the task's own tokens: give one")
+
+
+def instruction_vocab(cfg: DataConfig):
+  """The `WordPieceVocabulary` of `cfg.instruction_vocab`, or None (the task's own tokens)."""
+  if not cfg.instruction_vocab:
+    return None
+  from hint_jax.data import wordpiece  # pylint: disable=import-outside-toplevel
+  return wordpiece.WordPieceVocabulary(cfg.instruction_vocab)
 
 
 def build_model(cfg: model_config.HintConfig) -> hint.HintModel:
   return hint.HintModel(cfg)
+
+
+def load_source(cfg: DataConfig) -> pipeline.Source:
+  """The data's task or mixture split in memory, instructions re-tokenised when
+  `cfg.instruction_vocab` says so."""
+  source = pipeline.load_source(cfg.mixture_or_task_name, cfg.split)
+  vocab = instruction_vocab(cfg)
+  return source if vocab is None else pipeline.with_instruction_vocab(source, vocab)
+
+
+def check_instruction_vocab(model: model_config.HintConfig, data: DataConfig) -> None:
+  """A BERT instruction encoder reads WordPiece ids, every other model the task's tokens.
+
+  Raises:
+    ValueError: the two disagree, or the WordPiece vocabulary is larger than the encoder's.
+  """
+  if model.bert is None:
+    if data.instruction_vocab:
+      raise ValueError(f"DataConfig.instruction_vocab={data.instruction_vocab!r} is only for a "
+                       "model with instruction_encoder='bert'")
+    return
+  if not data.instruction_vocab:
+    raise ValueError("the model encodes instructions with BERT: set DataConfig.instruction_vocab "
+                     "to its WordPiece vocabulary (the folder with vocab.txt)")
+  size = instruction_vocab(data).vocab_size
+  if size > model.bert.vocab_size:
+    raise ValueError(f"instruction vocabulary {data.instruction_vocab} has {size} tokens, the "
+                     f"BERT encoder only {model.bert.vocab_size}")
 
 
 def check_vocabulary(cfg: model_config.HintConfig, task_name: str) -> None:
@@ -89,7 +133,8 @@ def train_source(cfg: DataConfig):
     return pipeline.train_iterator(
         cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths, cfg.batch_size,
         seed=cfg.seed, shard_id=shard.index, num_shards=shard.count,
-        start_step=start_step, converter=cfg.converter, num_task_rows=cfg.num_task_rows)
+        start_step=start_step, converter=cfg.converter, num_task_rows=cfg.num_task_rows,
+        instruction_vocab=instruction_vocab(cfg))
   return data
 
 
@@ -97,8 +142,9 @@ def eval_set(cfg: DataConfig, shard: batches.InputShard | None = None) -> pipeli
   """The evaluation set's batches for `shard` (`batches.input_shard(mesh)`; default: all)."""
   shard = shard or batches.InputShard()
   return pipeline.eval_set(cfg.mixture_or_task_name, cfg.split, cfg.task_feature_lengths,
-                           cfg.batch_size, shard_id=shard.index, num_shards=shard.count, converter=cfg.converter,
-                           num_task_rows=cfg.num_task_rows)
+                           cfg.batch_size, shard_id=shard.index, num_shards=shard.count,
+                           converter=cfg.converter, num_task_rows=cfg.num_task_rows,
+                           instruction_vocab=instruction_vocab(cfg))
 
 
 def checkpoints_dir(path: str) -> str:
@@ -109,28 +155,47 @@ def checkpoints_dir(path: str) -> str:
 
 
 def pretrained_params(hf_t5_dir: str | None, checkpoint_dir: str | None,
-                      patterns: tuple[str, ...] = (".*",)) -> Mapping[str, Any] | None:
+                      patterns: tuple[str, ...] = (".*",),
+                      hf_bert_dir: str | None = None,
+                      bert=None) -> Mapping[str, Any] | None:
   """Flat {path: array} to initialise from: a Hugging Face T5 directory or another run (its
-  run directory or its checkpoints directory); logs what is taken from where.
+  run directory or its checkpoints directory), and/or a Hugging Face BERT directory (the
+  pretrained instruction encoder, e.g. all-MiniLM-L6-v2); logs what is taken from where.
 
-  Hugging Face weights are offered both as the backbone and as a separate instruction-encoder
-  copy; `TrainConfig.init_patterns` (`patterns`, only for the log line) chooses which paths are
-  taken.
+  Hugging Face T5 weights are offered both as the backbone and as a separate instruction-encoder
+  copy, BERT weights as `hypernet/instruction_encoder/encoder/...`; `TrainConfig.init_patterns`
+  (`patterns`, only for the log line) chooses which paths are taken. `bert`: the model's
+  `BertConfig`, which the directory's config.json must equal (compute dtype aside).
   """
-  if hf_t5_dir and checkpoint_dir:
-    raise ValueError("give at most one of init_from_hf_t5 and init_from_checkpoint")
+  if checkpoint_dir and (hf_t5_dir or hf_bert_dir):
+    raise ValueError("init_from_checkpoint takes every weight from that run: give neither "
+                     "init_from_hf_t5 nor init_from_hf_bert with it")
   if checkpoint_dir:
     directory = checkpoints_dir(checkpoint_dir)
     step = checkpoint.latest_step(directory)
     out = partial_restore.CheckpointParams(directory, step)  # read into shardings at init
     source = f"checkpoint {directory} step {step}"
-  elif hf_t5_dir:
-    from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors readers
-    _, params = t5.load_hf_t5(hf_t5_dir)
-    flat = traverse_util.flatten_dict(params, sep="/")
-    out: dict[str, np.ndarray] = {"backbone/" + k: v for k, v in flat.items()}
-    out.update({INSTRUCTION_ENCODER_PREFIX + k: v for k, v in flat.items()})
-    source = f"Hugging Face T5 {hf_t5_dir}"
+  elif hf_t5_dir or hf_bert_dir:
+    out: dict[str, np.ndarray] = {}
+    sources = []
+    if hf_t5_dir:
+      from hint_jax import t5  # pylint: disable=import-outside-toplevel  # torch/safetensors
+      _, params = t5.load_hf_t5(hf_t5_dir)
+      flat = traverse_util.flatten_dict(params, sep="/")
+      out.update({"backbone/" + k: v for k, v in flat.items()})
+      if not hf_bert_dir:  # the separate T5 copy (a BERT encoder takes that place otherwise)
+        out.update({INSTRUCTION_ENCODER_PREFIX + k: v for k, v in flat.items()})
+      sources.append(f"Hugging Face T5 {hf_t5_dir}")
+    if hf_bert_dir:
+      from hint_jax.hypernet import sentence_encoder  # pylint: disable=import-outside-toplevel
+      found, params = sentence_encoder.load_hf_weights(hf_bert_dir)
+      if bert is not None and dataclasses.replace(found, dtype=bert.dtype) != bert:
+        raise ValueError(f"{hf_bert_dir}: its config.json describes {found}, but the model's "
+                         f"HintConfig.bert is {bert}")
+      out.update({BERT_PREFIX + k: v
+                  for k, v in traverse_util.flatten_dict(params, sep="/").items()})
+      sources.append(f"Hugging Face BERT {hf_bert_dir}")
+    source = " and ".join(sources)
   else:
     return None
   taken = sum(any(re.fullmatch(p, k) for p in patterns) for k in out)

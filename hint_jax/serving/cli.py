@@ -155,6 +155,9 @@ def _infer_parser() -> argparse.ArgumentParser:
                  help="cache the encoded instruction instead of its decoder keys/values "
                       "(smaller entries, more compute per example)")
   p.add_argument("--vocab", default=None, help="sentencepiece model (default: committed one)")
+  p.add_argument("--instruction_vocab", default=None,
+                 help="WordPiece vocab.txt (or its model folder) of a model whose instructions "
+                      "a BERT encoder reads (models/instruction_encoder_minilm.gin)")
   p.add_argument("--no_progress", action="store_true")
   return p
 
@@ -227,8 +230,12 @@ def _infer(args: argparse.Namespace) -> dict:
   from hint_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   from hint_jax.serving import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
   requests = _read_requests(args.input)
+  extra = {}
+  if args.instruction_vocab:
+    from hint_jax.data import wordpiece  # pylint: disable=g-import-not-at-top
+    extra["instruction_vocab"] = wordpiece.WordPieceVocabulary(args.instruction_vocab)
   predictor = predictor_lib.Predictor.from_checkpoint(
-      args.model_dir, step=args.step, vocab=vocab_lib.get_vocabulary(args.vocab),
+      args.model_dir, step=args.step, vocab=vocab_lib.get_vocabulary(args.vocab), **extra,
       cache_dir=args.cache_dir, cache_bytes=int(args.cache_mb * 2**20),
       cache_memory=not args.no_cache_memory,
       buckets=predictor_lib.Buckets(batch_sizes=tuple(sorted({1, 8, args.batch_size})),

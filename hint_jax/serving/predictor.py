@@ -155,7 +155,8 @@ class Predictor:
                checkpoint_id: str | None = None, cache_bytes: int = 1 << 30,
                cache_dir: str | None = None, buckets: Buckets = Buckets(),
                concat_template: str | None = None, cache_memory: bool = True,
-               partitioner: partitioner_lib.Partitioner | None = None):
+               partitioner: partitioner_lib.Partitioner | None = None,
+               instruction_vocab=None):
     """Args:
       model: a `HintModel` (HINT, an ablation or the concatenation baseline).
       params: its unboxed params.
@@ -171,8 +172,14 @@ class Predictor:
         re-projection). False keeps the smaller entries and re-projects H_I in every batch.
       partitioner: mesh + axis rules the programs are traced under (default: one device,
         `partitioner.single_device()`); params should be placed on its mesh.
+      instruction_vocab: the `data.wordpiece.WordPieceVocabulary` instructions are tokenised
+        with, required by (and only for) a BERT instruction encoder (`HintConfig.bert`).
     """
+    if model.config.bert is not None and instruction_vocab is None:
+      raise ValueError("this model encodes instructions with a BERT encoder: pass "
+                       "instruction_vocab=WordPieceVocabulary(<folder with its vocab.txt>)")
     self.model, self.params, self.vocab, self.buckets = model, params, vocab, buckets
+    self.instruction_vocab = instruction_vocab or vocab
     self.concat_template = concat_template or model.config.concat_template
     self.cache_memory = cache_memory
     self.checkpoint_id = checkpoint_id or cache_lib.params_fingerprint(params, model.config)
@@ -188,7 +195,7 @@ class Predictor:
     # fingerprint), how text becomes tokens (vocabulary bytes, the instruction buckets, whose
     # largest is the truncation length) and what is cached (H_I or its cross-attention keys and
     # values). Predictors that differ in any of these never read each other's entries.
-    vocab_path = getattr(vocab, "path", "")
+    vocab_path = getattr(self.instruction_vocab, "path", "")
     self._key_scope = (f"{self.checkpoint_id}|{vocab_path}#{cache_lib.file_digest(vocab_path)}|"
                        f"{self._instruction_buckets}|cache_memory={bool(cache_memory)}")
 
@@ -299,7 +306,8 @@ class Predictor:
 
   def _tokenize(self, kind: str, texts: Sequence[str], max_len: int) -> list[list[int]]:
     """Token ids cut to `max_len` (with EOS); counts the texts that were cut in `truncated`."""
-    tokens = batching.tokenize(self.vocab, texts, max_len + 1)
+    vocab = self.instruction_vocab if kind == "instructions" else self.vocab
+    tokens = batching.tokenize(vocab, texts, max_len + 1)
     self.truncated[kind] += sum(len(t) > max_len for t in tokens)
     return [t if len(t) <= max_len else t[:max_len - 1] + [t[-1]] for t in tokens]
 

@@ -3,6 +3,7 @@ import pytest
 
 from hint_jax.evaluation import flops, flops_table, xla_flops
 from hint_jax.hypernet import config as hypernet_config
+from hint_jax.hypernet import sentence_encoder
 from hint_jax.peft import spec
 from hint_jax.t5 import config as t5_config
 
@@ -45,6 +46,19 @@ def test_analytic_matches_xla_within_10_percent(peft, cache_memory):
   ana = flops.hint_flops(CFG, peft, HYPER, LENGTHS, cache_memory=cache_memory)
   assert xla.per_task == pytest.approx(ana.per_task, rel=0.1)
   assert xla.per_example_fixed == pytest.approx(ana.per_example_fixed, rel=0.1)
+
+
+def test_bert_instruction_encoder_analytic_matches_xla_within_10_percent():
+  bert = sentence_encoder.BertConfig(vocab_size=512, max_positions=64)  # MiniLM-L6 widths
+  peft = spec.PeftConfig(adapter_size=64, prefix_length=30)
+  xla = xla_flops.hint_flops(CFG, peft, HYPER, LENGTHS, bert=bert)
+  ana = flops.hint_flops(CFG, peft, HYPER, LENGTHS, bert=bert)
+  assert xla.per_task == pytest.approx(ana.per_task, rel=0.1)
+  assert xla.per_example_fixed == pytest.approx(ana.per_example_fixed, rel=0.1)
+  shared = flops.hint_flops(CFG, peft, HYPER, LENGTHS)
+  assert ana.per_example_fixed == shared.per_example_fixed  # only the per-task part changes
+  assert ana.per_task - shared.per_task == (flops.bert_encoder(bert, CFG.d_model, 48)
+                                            - flops.encoder(CFG, 48))
 
 
 def test_cached_memory_moves_the_instruction_projection_to_the_task():
