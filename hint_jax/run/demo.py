@@ -39,9 +39,10 @@ from hint_jax.run.demo_eval import (  # noqa: F401  (the demo's API, used by tes
   other_instructions,
   score,
 )
-from hint_jax.run.demo_report import (
+from hint_jax.run.demo_report import (  # noqa: F401  (HELDOUT: the demo's API)
   COLUMNS,
   FORMATS,
+  HELDOUT,
   MODELS,
   markdown_table,
   table_rows,
