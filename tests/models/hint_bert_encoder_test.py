@@ -181,6 +181,7 @@ def test_predictor_reads_instructions_with_the_wordpiece_vocabulary(bert_dir):
   assert len(out) == 2 and all(isinstance(o, str) for o in out)
 
 
+@pytest.mark.slow
 def test_frozen_encoder_keeps_its_pretrained_weights_in_the_demo(bert_dir, tmp_path):
   cfg = dataclasses.replace(demo.PRESETS["tiny"], instruction_encoder="minilm",
                             minilm_dir=str(bert_dir), sni_fraction=0.0, batch_size=8)
@@ -222,6 +223,7 @@ def test_gin_file_selects_the_frozen_minilm_encoder():
   assert tuple(frozen) == FROZEN and tuple(patterns) == ("backbone/.*", *FROZEN)
 
 
+@pytest.mark.slow
 def test_train_and_infer_end_to_end_with_a_bert_encoder(bert_dir, tmp_path, capsys):
   tiny = [f"--gin.sentence_encoder.BertConfig.{k}={v}" for k, v in
           {**TINY_BERT, "vocab_size": len(WORDS)}.items()]
