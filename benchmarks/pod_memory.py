@@ -38,6 +38,8 @@ def _parse(argv):
   p.add_argument("--task_rows", type=int, default=None,
                  help="instruction-table rows per host batch (default: one per example)")
   p.add_argument("--gin", action="append", default=[], help="extra gin binding KEY=VALUE")
+  p.add_argument("--gin_file", action="append", default=[],
+                 help="extra gin file after the others, e.g. models/instruction_encoder_minilm.gin")
   p.add_argument("--out", default=None, help="write the result as JSON here")
   p.add_argument("--hlo_out", default=None, help="write the optimised (post-SPMD) HLO here")
   return p.parse_args(argv)
@@ -46,7 +48,7 @@ def _parse(argv):
 def _gin_files(args) -> list[str]:
   model = f"models/concat_{args.model}.gin" if args.concat else f"models/hint_{args.model}.gin"
   mesh = "mesh/fsdp.gin" if args.rules == "fsdp" else "mesh/data_model.gin"
-  return [model, "runs/finetune_sni.gin", mesh]
+  return [model, "runs/finetune_sni.gin", mesh, *args.gin_file]
 
 
 def _bindings(args) -> list[str]:
