@@ -40,12 +40,13 @@ def _check_lengths(lengths: Mapping[str, int], needed: Sequence[str]) -> None:
 
 
 def fit(tokens: np.ndarray, length: int, stats: ConvertStats, name: str) -> np.ndarray:
-  """Cuts `tokens` to `length` keeping EOS last (counting the cut) and pads with zeros."""
+  """Cuts `tokens` to `length` keeping their closing token last (the EOS every pipeline appends:
+  SentencePiece's 1, WordPiece's [SEP]), counting the cut, and pads with zeros."""
   tokens = np.asarray(tokens, np.int32)
   out = np.zeros([length], np.int32)
   if len(tokens) > length:
     stats.truncated[name] += 1
-    tokens = np.concatenate([tokens[:length - 1], [F.EOS_ID]]).astype(np.int32)
+    tokens = np.concatenate([tokens[:length - 1], tokens[-1:]]).astype(np.int32)
   out[:len(tokens)] = tokens
   return out
 

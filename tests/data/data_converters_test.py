@@ -50,6 +50,10 @@ def test_instruction_truncation_is_counted_and_keeps_eos():
   batch, stats = converters.hint_batch([long], LENGTHS, num_task_rows=2)
   np.testing.assert_array_equal(batch[F.HYPER_ENCODER_INPUT_TOKENS], [[3, 4, 5, 6, 1], [0] * 5])
   assert stats.truncated[F.INSTRUCTION] == 1
+  # WordPiece instructions (a BERT instruction encoder) close with [SEP] (102), kept the same way
+  wordpiece = _ex([101, 5, 6, 7, 8, 9, 102], [3, 1], [4, 1])
+  batch, _ = converters.hint_batch([wordpiece], LENGTHS, num_task_rows=1)
+  np.testing.assert_array_equal(batch[F.HYPER_ENCODER_INPUT_TOKENS], [[101, 5, 6, 7, 102]])
 
 
 def test_too_many_unique_instructions_raises():
