@@ -367,9 +367,18 @@ def parse_args(argv: Sequence[str]) -> tuple[DemoConfig, str, str]:
   args = parser.parse_args(argv)
   if args.init_from_pretraining not in (None, *INITS):
     parser.error(f"--init_from_pretraining must be one of {', '.join(INITS)}")
+  if args.instruction_encoder not in (None, "shared", "minilm"):
+    parser.error("--instruction_encoder must be shared or minilm")
   overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)
                if getattr(args, f.name) is not None}
-  return dataclasses.replace(PRESETS[args.preset], **overrides), args.out, args.preset
+  cfg = dataclasses.replace(PRESETS[args.preset], **overrides)
+  if cfg.instruction_encoder == "minilm":
+    try:
+      if not os.path.isfile(os.path.join(minilm_dir(cfg), "config.json")):
+        parser.error(f"--minilm_dir {minilm_dir(cfg)}: no config.json (MiniLM's model folder)")
+    except ValueError as e:
+      parser.error(str(e))
+  return cfg, args.out, args.preset
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -244,3 +244,14 @@ def test_train_and_infer_end_to_end_with_a_bert_encoder(bert_dir, tmp_path, caps
   assert "instruction_vocab" in capsys.readouterr().err
   assert main.main(["infer", *infer, f"--instruction_vocab={bert_dir}"]) == 0
   assert isinstance(json.loads(out.read_text())["prediction"], str)
+
+
+def test_demo_flags_name_a_bad_encoder_or_folder(bert_dir, tmp_path, capsys):
+  cfg, _, _ = demo.parse_args(["--instruction_encoder", "minilm", "--minilm_dir", str(bert_dir)])
+  assert cfg.instruction_encoder == "minilm" and cfg.minilm_dir == str(bert_dir)
+  for argv, message in ((["--instruction_encoder", "bert"], "must be shared or minilm"),
+                        (["--instruction_encoder", "minilm", "--minilm_dir", str(tmp_path)],
+                         f"--minilm_dir {tmp_path}: no config.json")):
+    with pytest.raises(SystemExit) as exit_info:
+      demo.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
