@@ -65,7 +65,7 @@ def instruction_vocab(cfg: DataConfig):
   if not cfg.instruction_vocab:
     return None
   from hint_jax.data import wordpiece  # pylint: disable=import-outside-toplevel
-  return wordpiece.WordPieceVocabulary(cfg.instruction_vocab)
+  return wordpiece.get_wordpiece_vocabulary(cfg.instruction_vocab)  # read once per process
 
 
 def build_model(cfg: model_config.HintConfig) -> hint.HintModel:

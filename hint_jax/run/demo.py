@@ -374,10 +374,11 @@ def parse_args(argv: Sequence[str]) -> tuple[DemoConfig, str, str]:
   cfg = dataclasses.replace(PRESETS[args.preset], **overrides)
   if cfg.instruction_encoder == "minilm":
     try:
-      if not os.path.isfile(os.path.join(minilm_dir(cfg), "config.json")):
-        parser.error(f"--minilm_dir {minilm_dir(cfg)}: no config.json (MiniLM's model folder)")
+      folder = minilm_dir(cfg)
     except ValueError as e:
       parser.error(str(e))
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+      parser.error(f"--minilm_dir {folder}: no config.json (MiniLM's model folder)")
   return cfg, args.out, args.preset
 
 
